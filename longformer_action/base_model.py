@@ -1,0 +1,141 @@
+"""Resolve ``--base-model``: a local folder or a Hub id. Config and tokenizer files only, never weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BaseModelError
+
+DEFAULT_BASE_MODEL = "allenai/longformer-base-4096"
+
+#: Files copied into the output folder when the base model has them.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+)
+
+
+@dataclass
+class BaseModel:
+    """A resolved base model.
+
+    Attributes:
+        spec: what the user passed (folder or Hub id).
+        folder: a local folder that holds ``config.json`` (a Hub snapshot for Hub ids).
+        config: the parsed ``config.json``.
+        tokenizer_files: tokenizer files present in ``folder``.
+        revision: the Hub revision asked for (``None`` for folders).
+        commit: the Hub commit the snapshot came from, when known.
+    """
+
+    spec: str
+    folder: Path
+    config: dict[str, Any]
+    tokenizer_files: list[Path] = field(default_factory=list)
+    revision: str | None = None
+    commit: str | None = None
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def resolve_base_model(spec: str, *, revision: str | None = None, token: str | None = None) -> BaseModel:
+    """Find the base model's ``config.json`` and tokenizer files.
+
+    Args:
+        spec: a local folder, or a Hub model id such as ``allenai/longformer-base-4096``.
+        revision: a branch, tag or commit on the Hub (ignored for folders).
+        token: a Hub token for private models (default: ``HF_TOKEN`` from the environment).
+
+    Returns:
+        The ``BaseModel``.
+
+    Raises:
+        BaseModelError: the folder has no ``config.json``, the id is unknown or unreachable, or the
+            config is not a Longformer config.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        folder, commit = path, None
+    elif path.exists() or not _HUB_ID.match(spec):
+        raise BaseModelError(
+            f"base model folder {spec} does not exist or is not a folder",
+            "pass a folder holding config.json, or a Hub id such as allenai/longformer-base-4096",
+        )
+    else:
+        folder, commit = _download(spec, revision=revision, token=token or os.environ.get("HF_TOKEN") or None)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise BaseModelError(
+            f"base model {spec} has no config.json",
+            "pass a folder made by save_pretrained (it needs config.json; weights are not read)",
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BaseModelError(f"base model's config.json is not valid JSON ({exc})", "fix or replace config.json") from None
+    if config.get("model_type") != "longformer":
+        raise BaseModelError(
+            f"base model {spec} is a '{config.get('model_type')}' model, not 'longformer'",
+            "pass the Longformer config the checkpoint was trained from",
+        )
+    tokenizer_files = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    return BaseModel(
+        spec=spec,
+        folder=folder,
+        config=config,
+        tokenizer_files=tokenizer_files,
+        revision=revision if folder is not path else None,
+        commit=commit,
+    )
+
+
+def _download(repo_id: str, *, revision: str | None, token: str | None) -> tuple[Path, str | None]:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        folder = Path(
+            snapshot_download(
+                repo_id=repo_id,
+                revision=revision,
+                token=token,
+                allow_patterns=["config.json", *TOKENIZER_FILES],
+            )
+        )
+    except RevisionNotFoundError:
+        raise BaseModelError(
+            f"revision '{revision}' of {repo_id} does not exist on the Hub", "pass an existing --revision"
+        ) from None
+    except GatedRepoError:
+        raise BaseModelError(
+            f"{repo_id} is gated on the Hub", "accept its terms on the Hub and pass a token in HF_TOKEN"
+        ) from None
+    except RepositoryNotFoundError:
+        raise BaseModelError(
+            f"base model {repo_id} is neither a local folder nor a model on the Hub (or it is private)",
+            "check the id, pass a token in HF_TOKEN for a private model, or pass a local folder",
+        ) from None
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise BaseModelError(
+            f"cannot fetch {repo_id} from the Hub ({first})",
+            "check the network, or pass --base-model a local folder with config.json and tokenizer files",
+        ) from None
+    commit = folder.name if len(folder.name) == 40 else None
+    return folder, commit

@@ -1,0 +1,368 @@
+"""Read a checkpoint without running any of its code, and without reading what is not needed.
+
+A Lightning checkpoint is a pickle. Three tiers, safest first:
+
+1. torch's weights-only loader (tensors and plain containers only);
+2. where that refuses (hyper-parameters holding ``Namespace``, ``Path``, ``AttributeDict``,
+   OmegaConf containers, or anything else), a restricted unpickler: the same allow-list of
+   globals, and every other global replaced by an inert placeholder that records its arguments
+   and runs nothing;
+3. full unpickling, only when the user says ``--trust-checkpoint``.
+
+Zip-format files (torch 1.6 and later) are memory-mapped, so tensors outside ``state_dict``
+(optimizer moments, about 2x the weights) are never read. Legacy files are read whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+import types
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+
+#: Keys Lightning writes next to ``state_dict``; a dict with these is a Lightning checkpoint.
+_LIGHTNING_KEYS = {
+    "epoch",
+    "global_step",
+    "pytorch-lightning_version",
+    "optimizer_states",
+    "lr_schedulers",
+    "hyper_parameters",
+    "hparams",
+    "checkpoint_callback_best",
+    "loops",
+    "callbacks",
+}
+
+_SAFETENSORS_SUFFIXES = (".safetensors",)
+
+
+@dataclass
+class Checkpoint:
+    """What was read from a checkpoint file.
+
+    Attributes:
+        path: the file.
+        state_dict: parameter name to tensor (memory-mapped where the format allows).
+        file_format: ``zip``, ``legacy`` (torch < 1.6 serialization) or ``safetensors``.
+        generation: which writer made it: ``lightning-0.6-0.7``, ``lightning-0.8-0.9``,
+            ``lightning-1.x-2.x``, or ``state-dict`` for a bare state dict.
+        loader: ``weights-only``, ``restricted`` or ``trusted``: the tier that read it.
+        lightning_version: ``pytorch-lightning_version`` when present.
+        epoch, global_step: training progress when present.
+        hyper_parameters: names to a short description of each value's type.
+        placeholders: qualified names of globals that were replaced by inert placeholders.
+        top_level_keys: the keys of the checkpoint dict.
+        file_bytes: size of the file.
+    """
+
+    path: Path
+    state_dict: dict[str, Any]
+    file_format: str
+    generation: str
+    loader: str
+    lightning_version: str | None = None
+    epoch: int | None = None
+    global_step: int | None = None
+    hyper_parameters: dict[str, str] = field(default_factory=dict)
+    placeholders: list[str] = field(default_factory=list)
+    top_level_keys: list[str] = field(default_factory=list)
+    file_bytes: int = 0
+    _sha256: Callable[[], str] | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the file (computed in the background while the file is loaded)."""
+        assert self._sha256 is not None
+        return self._sha256()
+
+    def weight_bytes(self) -> int:
+        """Bytes of tensor data in ``state_dict`` (each storage counted once)."""
+        seen: dict[tuple[int, int], int] = {}
+        for t in self.state_dict.values():
+            if is_tensor(t):
+                seen[(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())] = t.untyped_storage().nbytes()
+        return sum(seen.values())
+
+
+def is_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+# --- the restricted unpickler -------------------------------------------------------------------
+
+
+class Inert:
+    """Stands in for an object the checkpoint would have built. Runs nothing; records arguments."""
+
+    _qualname = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Inert:
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "_inert", {"args": args, "state": None, "items": {}, "list": []})
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self._inert["state"] = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._inert["items"][key] = value
+
+    def append(self, value: Any) -> None:
+        self._inert["list"].append(value)
+
+    def extend(self, values: Any) -> None:
+        self._inert["list"].extend(values)
+
+    def inert_items(self) -> dict[Any, Any]:
+        """Mapping-like content: dict items set while unpickling, else a ``__dict__`` state."""
+        items = dict(self._inert["items"])
+        state = self._inert["state"]
+        if isinstance(state, dict):
+            for k, v in state.items():
+                items.setdefault(k, v)
+        return items
+
+    def __repr__(self) -> str:
+        return f"<inert {self._qualname}>"
+
+
+def _restricted_pickle_module(replaced: set[str]) -> types.ModuleType:
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    allowed = _get_allowed_globals()
+    placeholders: dict[str, type] = {}
+
+    class RestrictedUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            qualname = f"{module}.{name}"
+            if qualname in allowed:
+                return allowed[qualname]
+            replaced.add(qualname)
+            if qualname not in placeholders:
+                placeholders[qualname] = type(name, (Inert,), {"_qualname": qualname})
+            return placeholders[qualname]
+
+    def load(file: Any, **kwargs: Any) -> Any:
+        return RestrictedUnpickler(file, **kwargs).load()
+
+    module = types.ModuleType("longformer_action_restricted_pickle")
+    module.Unpickler = RestrictedUnpickler  # type: ignore[attr-defined]
+    module.load = load  # type: ignore[attr-defined]
+    module.__name__ = "pickle"
+    return module
+
+
+def unsafe_globals(path: Path) -> list[str]:
+    """List the globals (beyond tensors and plain containers) a checkpoint's pickle would import.
+
+    Nothing is imported or run: the pickle opcodes are read, not executed.
+    """
+    replaced: set[str] = set()
+    _torch_load(path, file_format=_detect_format(path), pickle_module=_restricted_pickle_module(replaced))
+    return sorted(replaced)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _detect_format(path: Path) -> str:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist", "check the --checkpoint path")
+    if path.is_dir():
+        if (path / "latest").exists() or (path / "checkpoint").is_dir() or any(path.glob("*model_states.pt")):
+            raise CheckpointError(
+                f"checkpoint {path} is a DeepSpeed/sharded checkpoint directory",
+                "consolidate it first with lightning's convert_zero_checkpoint_to_fp32_state_dict "
+                "(DeepSpeed) or consolidate_checkpoint (FSDP), then pass the single file",
+            )
+        raise CheckpointError(f"checkpoint {path} is a directory", "pass the .ckpt file inside it")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)", "the upload or copy was interrupted; copy it again")
+    with path.open("rb") as f:
+        head = f.read(16)
+    if zipfile.is_zipfile(path):
+        return "zip"
+    if head[:2] == b"PK":
+        raise CheckpointError(
+            f"checkpoint {path} is a truncated or corrupt zip archive",
+            "the file was cut short while copying or uploading; copy it again",
+        )
+    if path.suffix in _SAFETENSORS_SUFFIXES or (len(head) >= 9 and head[8:9] == b"{"):
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "legacy"
+    raise CheckpointError(
+        f"{path} is not a PyTorch checkpoint (it starts with {head[:8]!r})",
+        "pass the .ckpt file written by Lightning's Trainer or torch.save",
+    )
+
+
+def _torch_load(path: Path, *, file_format: str, pickle_module: Any = None, weights_only: bool = False) -> Any:
+    import torch
+
+    kwargs: dict[str, Any] = {"map_location": "cpu", "weights_only": weights_only}
+    if pickle_module is not None:
+        kwargs["pickle_module"] = pickle_module
+    if file_format == "zip":
+        kwargs["mmap"] = True
+    return torch.load(path, **kwargs)
+
+
+def _background_sha256(path: Path) -> Callable[[], str]:
+    result: dict[str, str] = {}
+
+    def run() -> None:
+        with path.open("rb") as f:
+            result["hex"] = hashlib.file_digest(f, "sha256").hexdigest()
+
+    thread = threading.Thread(target=run, name="sha256", daemon=True)
+    thread.start()
+
+    def get() -> str:
+        thread.join()
+        return result["hex"]
+
+    return get
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Inert):
+        return value._qualname
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return type(value).__name__
+
+
+def _as_mapping(value: Any) -> Mapping[Any, Any] | None:
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, Inert):
+        return value.inert_items()
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        return vars(value)
+    return None
+
+
+def _generation(obj: Mapping[str, Any]) -> tuple[str, str | None]:
+    version = obj.get("pytorch-lightning_version")
+    if isinstance(version, str):
+        major = version.split(".")[0]
+        if major == "0":
+            return "lightning-0.8-0.9", version
+        return "lightning-1.x-2.x", version
+    if "hyper_parameters" in obj:
+        return "lightning-0.8-0.9", None
+    return "lightning-0.6-0.7", None
+
+
+def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], str]:
+    mapping = obj if isinstance(obj, Mapping) else None
+    if mapping is None:
+        raise CheckpointError(
+            f"checkpoint {path} holds a {_describe(obj)}, not a dict of tensors",
+            "save model.state_dict() (or use Lightning's Trainer.save_checkpoint), not the model object",
+        )
+    if "state_dict" in mapping and isinstance(mapping["state_dict"], Mapping):
+        if _LIGHTNING_KEYS & set(mapping):
+            return dict(mapping["state_dict"]), _generation(mapping)[0]
+        return dict(mapping["state_dict"]), "state-dict"
+    if mapping and all(is_tensor(v) for v in mapping.values()):
+        return dict(mapping), "state-dict"
+    keys = ", ".join(sorted(str(k) for k in mapping)[:8])
+    raise CheckpointError(
+        f"checkpoint {path} has no 'state_dict' and is not a bare state dict (top-level keys: {keys})",
+        "pass a Lightning .ckpt file or a torch.save(model.state_dict()) file",
+    )
+
+
+def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
+    """Read a checkpoint's ``state_dict`` and metadata without running code from it.
+
+    Args:
+        path: a Lightning ``.ckpt``, a ``torch.save``d state dict, or a ``.safetensors`` file.
+        trust: unpickle everything (runs code the file carries). Only for files the user trusts.
+
+    Returns:
+        The ``Checkpoint`` with memory-mapped tensors where the format allows.
+
+    Raises:
+        CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state dict.
+    """
+    path = Path(path)
+    file_format = _detect_format(path)
+    sha256 = _background_sha256(path)
+    replaced: set[str] = set()
+    if file_format == "safetensors":
+        obj, loader = _load_safetensors(path), "safetensors"
+    elif trust:
+        obj, loader = _load_or_explain(path, file_format, weights_only=False), "trusted"
+    else:
+        try:
+            obj, loader = _torch_load(path, file_format=file_format, weights_only=True), "weights-only"
+        except Exception:
+            module = _restricted_pickle_module(replaced)
+            obj = _load_or_explain(path, file_format, pickle_module=module)
+            loader = "restricted"
+    state_dict, generation = _find_state_dict(obj, path)
+    ckpt = Checkpoint(
+        path=path,
+        state_dict=state_dict,
+        file_format=file_format,
+        generation=generation,
+        loader=loader,
+        placeholders=sorted(replaced),
+        file_bytes=path.stat().st_size,
+        _sha256=sha256,
+    )
+    if isinstance(obj, Mapping):
+        ckpt.top_level_keys = sorted(str(k) for k in obj)
+        if generation.startswith("lightning"):
+            ckpt.lightning_version = _generation(obj)[1]
+            ckpt.epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
+            ckpt.global_step = obj.get("global_step") if isinstance(obj.get("global_step"), int) else None
+            hparams = _as_mapping(obj.get("hyper_parameters", obj.get("hparams")))
+            if hparams is not None:
+                ckpt.hyper_parameters = {str(k): _describe(v) for k, v in hparams.items()}
+    return ckpt
+
+
+def _load_or_explain(path: Path, file_format: str, **kwargs: Any) -> Any:
+    try:
+        return _torch_load(path, file_format=file_format, **kwargs)
+    except (EOFError, pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, PermissionError):
+            raise CheckpointError(f"cannot read checkpoint {path}: permission denied", "make the file readable") from None
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {first[:160]})",
+            "the file was cut short while copying or uploading; copy it again",
+        ) from None
+
+
+def _load_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file ({str(exc).splitlines()[0][:160]})",
+            "copy the file again, or pass the original .ckpt",
+        ) from None
+

@@ -1,0 +1,218 @@
+"""``longformer-convert``: convert, verify, inspect, demo. Wiring only; torch is imported by the commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import CheckFailed, ConversionError
+
+DEFAULT_BASE_MODEL = "allenai/longformer-base-4096"
+DTYPES = ("keep", "float32", "float16", "bfloat16")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    match = _SIZE.match(value)
+    if not match:
+        raise click.BadParameter(f"'{value}' is not a size; write it like 500MB, 2GB or 1GiB")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").lower()])
+
+
+def _run(work: Callable[[Any], dict[str, Any]], *, outputs: Callable[[dict[str, Any]], dict[str, str]], owned: list[Path | None]) -> dict[str, Any]:
+    """Run a command's work; in GitHub Actions add groups, annotations, outputs and the summary."""
+    from .gha import Actions
+    from .progress import Progress
+
+    actions = Actions.detect()
+    progress = actions.progress() if actions else Progress()
+    try:
+        report = work(progress)
+    except ConversionError as exc:
+        if actions:
+            from .report import summary_markdown
+
+            title = "Check failed" if isinstance(exc, CheckFailed) else f"longformer-convert: {exc.stage} failed"
+            actions.error(exc.format_message(), title=title)
+            report = getattr(exc, "report", None)
+            actions.summary(summary_markdown(report) if report else f"## Longformer conversion failed\n\n> **Error:** {exc.format_message()}\n")
+        raise
+    finally:
+        if actions:
+            actions.hand_back(*owned)
+    if actions:
+        from .report import summary_markdown
+
+        actions.set_outputs(outputs(report))
+        actions.summary(summary_markdown(report))
+    return report
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="longformer-convert-action", prog_name="longformer-convert")
+def main() -> None:
+    """Turn a PyTorch Lightning checkpoint of a Longformer question-answering model into a
+    Hugging Face transformers folder, and prove with a forward pass that it computes what the
+    checkpoint computed."""
+
+
+_checkpoint_option = click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The Lightning .ckpt file (or a torch.save'd state dict, or a .safetensors file).",
+)
+_trust_option = click.option(
+    "--trust-checkpoint",
+    is_flag=True,
+    help="Unpickle the checkpoint fully. This runs any code the file carries: only for files you trust.",
+)
+_atol_option = click.option(
+    "--atol",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Absolute tolerance on the logits. Default by saved dtype: 1e-5 for float32, 1e-2 for float16, 5e-2 for bfloat16.",
+)
+_report_option = click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the JSON report here (written even when the check fails).",
+)
+_prefix_option = click.option(
+    "--prefix",
+    default="auto",
+    show_default=True,
+    help="Prefix of the encoder's keys in the state dict, e.g. 'model.' or 'model.longformer.'; 'auto' detects it.",
+)
+
+
+@main.command()
+@_checkpoint_option
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Folder to create (all or nothing).")
+@click.option(
+    "--base-model",
+    default=DEFAULT_BASE_MODEL,
+    show_default=True,
+    help="Local folder or Hub id for config.json and tokenizer files (weights are never downloaded).",
+)
+@click.option("--revision", default=None, help="Branch, tag or commit of a Hub base model.")
+@click.option("--task", type=click.Choice(["question-answering"]), default="question-answering", show_default=True, help="The model's task.")
+@_prefix_option
+@click.option("--dtype", type=click.Choice(DTYPES), default="keep", show_default=True, help="Dtype of the saved weights; 'keep' is the checkpoint's own.")
+@click.option("--max-shard-size", default="5GB", show_default=True, callback=_size, help="Largest weights file; bigger models are sharded.")
+@click.option("--check/--no-check", default=True, show_default=True, help="Run the forward-pass and per-tensor check before publishing.")
+@_atol_option
+@_report_option
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
+@_trust_option
+def convert(checkpoint: Path, output: Path, task: str, **options: Any) -> None:
+    """Convert a checkpoint into a checked Hugging Face folder."""
+    from .pipeline import ConvertOptions, convert as run
+
+    token = os.environ.get("HF_TOKEN") or None
+    opts = ConvertOptions(token=token, **options)
+
+    def outputs(report: dict[str, Any]) -> dict[str, str]:
+        check = report.get("check") or {}
+        return {
+            "model-dir": str(output),
+            "report": str(output / "conversion-report.json"),
+            "max-abs-diff": f"{check['max_abs_diff']:.6g}" if check else "",
+        }
+
+    _run(lambda progress: run(checkpoint, output, opts, progress), outputs=outputs, owned=[output, opts.report])
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="The converted folder.")
+@_checkpoint_option
+@click.option("--base-model", default=None, help="Reference config (folder or Hub id); default: the folder's own config.json.")
+@_prefix_option
+@_atol_option
+@_report_option
+@_trust_option
+def verify(model_dir: Path, checkpoint: Path, **options: Any) -> None:
+    """Check an existing folder against the checkpoint it was converted from."""
+    from .pipeline import verify as run
+
+    def outputs(report: dict[str, Any]) -> dict[str, str]:
+        return {"max-abs-diff": f"{report['check']['max_abs_diff']:.6g}", "report": str(options["report"] or "")}
+
+    _run(lambda progress: run(model_dir, checkpoint, progress=progress, **options), outputs=outputs, owned=[options["report"]])
+
+
+@main.command()
+@_checkpoint_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
+@_trust_option
+def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
+    """Describe a checkpoint without loading its tensor data."""
+    from .pipeline import inspect as run
+    from .progress import human_bytes
+
+    info = run(checkpoint, trust_checkpoint=trust_checkpoint)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    layout = info["layout"]
+    lines = [
+        f"checkpoint:    {info['path']}",
+        f"format:        {info['format']} ({info['generation']}, read by the {info['loader']} loader)",
+        f"lightning:     {info['lightning_version'] or 'n/a'}; epoch {info['epoch']}, global step {info['global_step']}",
+        f"hyper-params:  {', '.join(info['hyper_parameters']) or 'none'}",
+        f"tensors:       {info['tensors']} ({info['parameters']:,} parameters; {info['dtypes']})",
+        f"bytes:         {human_bytes(info['weight_bytes'])} of weights in {human_bytes(info['file_bytes'])} "
+        f"({human_bytes(info['other_bytes'])} optimizer state and other data)",
+    ]
+    if info["placeholders"]:
+        lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
+    if layout:
+        lines += [
+            f"layout:        {layout['description']}",
+            f"task:          {info['task']}; {info['shape']}",
+            f"keys:          {layout['mapped']} mapped, {len(layout['dropped'])} dropped",
+        ]
+    else:
+        lines.append(f"layout:        not convertible: {info['layout_error']}")
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None, help="Work folder (default: a new temporary folder).")
+def demo(output: Path | None) -> None:
+    """Train a tiny Longformer with Lightning, convert it, check it and answer a question (offline)."""
+    from . import demo as tiny
+    from .pipeline import ConvertOptions, convert as run
+    from .progress import Progress
+    from .verify import answer_question
+
+    work = output if output is not None else Path(tempfile.mkdtemp(prefix="longformer-demo-"))
+    if output is not None and output.exists() and any(output.iterdir()):
+        raise ConversionError(f"demo folder {output} exists and is not empty", "pass an empty or new --output")
+    progress = Progress()
+    with progress.stage("demo", "Train a tiny Longformer with Lightning") as stage:
+        base = tiny.make_base_model(work / "base")
+        checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", steps=5)
+        stage.detail = f"base model at {base}, checkpoint at {checkpoint} (5 AdamW steps)"
+    model = work / "model"
+    report = run(checkpoint, model, ConvertOptions(base_model=str(base)), progress)
+    answer = answer_question(model, tiny.QUESTION, tiny.CONTEXT)
+    check = report["check"]
+    click.echo(f"model:  {model}")
+    click.echo(f"check:  {'passed' if check['passed'] else 'FAILED'} (max abs diff {check['max_abs_diff']:.3g})")
+    click.echo(f"answer: {tiny.QUESTION} -> {answer!r} (a tiny model trained for 5 steps: the span is arbitrary)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Build the Hugging Face folder: config, weights (safetensors), tokenizer files.
+
+The target model is only ever built on the ``meta`` device (to learn the expected keys and shapes):
+no random weights are allocated, and no base weights are read. Tensors are streamed from the
+memory-mapped checkpoint to disk one at a time, cast on the way when ``--dtype`` asks for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base_model import BaseModel
+from .checkpoint import Checkpoint, is_tensor
+from .errors import MappingError, OutputError
+from .mapping import KeyMapping, plan_mapping
+
+DTYPES = ("keep", "float32", "float16", "bfloat16")
+ARCHITECTURE = "LongformerForQuestionAnswering"
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+
+_SAFETENSORS_DTYPES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+}
+
+
+def load_config(base: BaseModel) -> Any:
+    """The base model's ``LongformerConfig``, set up for question answering."""
+    from transformers import LongformerConfig
+
+    config = LongformerConfig.from_dict(dict(base.config))
+    config.architectures = [ARCHITECTURE]
+    return config
+
+
+def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of ``LongformerForQuestionAnswering(config)``, built on the meta device."""
+    import torch
+    from transformers import LongformerForQuestionAnswering
+
+    with torch.device("meta"):
+        model = LongformerForQuestionAnswering(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def plan(ckpt: Checkpoint, config: Any, *, prefix: str = "auto") -> KeyMapping:
+    """Map the checkpoint's keys onto the QA model's; every key mapped or dropped with a reason.
+
+    Raises:
+        MappingError: see ``mapping.plan_mapping``; also when a value in the state dict is not a tensor.
+    """
+    not_tensors = [k for k, v in ckpt.state_dict.items() if not is_tensor(v)]
+    if not_tensors:
+        kinds = sorted({repr(ckpt.state_dict[k]) for k in not_tensors})[:3]
+        raise MappingError(
+            f"state dict entries {not_tensors[:4]} are not tensors ({', '.join(kinds)})",
+            "re-save the state dict with plain tensors, or pass --trust-checkpoint if you trust the file",
+        )
+    shapes = {k: tuple(v.shape) for k, v in ckpt.state_dict.items()}
+    return plan_mapping(shapes, expected_shapes(config), prefix=prefix)
+
+
+def resolve_dtype(dtype: str, tensors: Mapping[str, Any]) -> Any:
+    """The output dtype: ``keep`` is the checkpoint's own (most common floating dtype)."""
+    import torch
+
+    if dtype != "keep":
+        return getattr(torch, dtype)
+    floats = Counter(t.dtype for t in tensors.values() if t.is_floating_point())
+    return floats.most_common(1)[0][0] if floats else torch.float32
+
+
+def mapped_tensors(ckpt: Checkpoint, mapping: KeyMapping) -> dict[str, Any]:
+    """Target key to source tensor (not copied, not cast), in the target model's key order."""
+    return {target: ckpt.state_dict[source] for source, target in mapping.mapped.items()}
+
+
+def target_dtype(source: Any, dtype: str) -> Any:
+    """The dtype a tensor of dtype ``source`` is saved in: floating tensors take ``dtype`` unless ``keep``."""
+    import torch
+
+    if dtype == "keep" or not source.is_floating_point:
+        return source
+    return getattr(torch, dtype)
+
+
+def cast(tensor: Any, dtype: str) -> Any:
+    """Cast a floating tensor to ``dtype`` (``keep``: unchanged); others are left alone."""
+    return tensor.to(target_dtype(tensor.dtype, dtype))
+
+
+@dataclass
+class FileInfo:
+    """A file written into the output folder."""
+
+    name: str
+    bytes: int
+    sha256: str
+
+
+def file_info(path: Path, digests: Mapping[str, str]) -> FileInfo:
+    if path.name in digests:
+        digest = digests[path.name]
+    else:
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return FileInfo(path.name, path.stat().st_size, digest)
+
+
+def write_model(
+    folder: Path,
+    tensors: Mapping[str, Any],
+    config: Any,
+    base: BaseModel,
+    *,
+    dtype: str = "keep",
+    max_shard_size: str | int = "5GB",
+    advance: Callable[[int], None] | None = None,
+) -> list[FileInfo]:
+    """Write ``config.json``, the weights and the tokenizer files into ``folder``.
+
+    Args:
+        folder: an empty folder (the staging folder).
+        tensors: target key to source tensor (see ``mapped_tensors``).
+        config: the ``LongformerConfig`` (see ``load_config``).
+        base: the resolved base model, whose tokenizer files are copied.
+        dtype: ``keep`` or a torch floating dtype name.
+        max_shard_size: largest weights file, as bytes or a string like ``"2GB"``.
+        advance: called with the number of bytes written, for progress.
+
+    Returns:
+        The files written, with sizes.
+    """
+    import torch
+    from huggingface_hub import split_torch_state_dict_into_shards
+
+    out_dtype = resolve_dtype(dtype, tensors)
+    config.dtype = str(out_dtype).removeprefix("torch.")
+    config.save_pretrained(folder)
+
+    planned = {k: torch.empty(t.shape, dtype=target_dtype(t.dtype, dtype), device="meta") for k, t in tensors.items()}
+    split = split_torch_state_dict_into_shards(planned, max_shard_size=max_shard_size)
+    digests = {}
+    for filename, names in split.filename_to_tensors.items():
+        subset = {n: tensors[n] for n in names}
+        digests[filename] = _write_safetensors(folder / filename, subset, dtype=dtype, advance=advance)
+    if split.is_sharded:
+        index = {"metadata": {**split.metadata}, "weight_map": split.tensor_to_filename}
+        (folder / WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    for source in base.tokenizer_files:
+        shutil.copyfile(source, folder / source.name)
+    return [file_info(p, digests) for p in sorted(folder.iterdir())]
+
+
+def _write_safetensors(path: Path, tensors: Mapping[str, Any], *, dtype: str, advance: Callable[[int], None] | None) -> str:
+    # safetensors.torch.save_file builds the whole file's bytes in memory first (a second copy of
+    # every weight); this writes the same format one tensor at a time from the memory map, and
+    # hashes the bytes on the way (returns the file's SHA-256).
+    import torch
+
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, tensor in tensors.items():
+        out = target_dtype(tensor.dtype, dtype)
+        nbytes = tensor.numel() * out.itemsize
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPES[str(out).removeprefix("torch.")],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    digest = hashlib.sha256()
+    with path.open("wb") as f:
+        for chunk in (struct.pack("<Q", len(raw)), raw):
+            f.write(chunk)
+            digest.update(chunk)
+        for tensor in tensors.values():
+            data = cast(tensor, dtype).contiguous().reshape(-1)
+            view = memoryview(data.view(torch.uint8).numpy())
+            f.write(view)
+            digest.update(view)
+            if advance is not None:
+                advance(len(view))
+            del data, view
+    return digest.hexdigest()
+
+
+# --- all or nothing output --------------------------------------------------------------------
+
+
+class StagedOutput:
+    """A staging folder beside ``output``; ``publish()`` renames it into place."""
+
+    def __init__(self, output: Path, staging: Path, created_parents: list[Path]) -> None:
+        self.output = output
+        self.path = staging
+        self._created_parents = created_parents
+        self.published = False
+
+    def publish(self) -> None:
+        """Put the staging folder at ``output`` (replacing what is there, which was checked before)."""
+        old: Path | None = None
+        if self.output.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.old-", dir=self.output.parent))
+            os.rmdir(old)
+            os.rename(self.output, old)
+        try:
+            os.rename(self.path, self.output)
+        except OSError:
+            if old is not None:
+                os.rename(old, self.output)
+            raise
+        self.published = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Remove the staging folder and any parent folders made for it."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        for parent in self._created_parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+
+def check_output(output: Path, *, overwrite: bool) -> None:
+    """Refuse an output that exists as a file, or as a non-empty folder without ``overwrite``.
+
+    Raises:
+        OutputError: with the fix.
+    """
+    if output.is_file() or (output.exists() and not output.is_dir()):
+        raise OutputError(f"output {output} exists and is a file", "pass a folder path as --output")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise OutputError(
+            f"output folder {output} exists and is not empty",
+            "pass --overwrite to replace it, or choose another --output",
+        )
+
+
+@contextmanager
+def staged_output(output: Path, *, overwrite: bool) -> Iterator[StagedOutput]:
+    """Yield a staging folder beside ``output``; on any exception it is removed, ``output`` untouched.
+
+    Raises:
+        OutputError: the output exists (see ``check_output``) or its parent cannot be written.
+    """
+    output = output.absolute()
+    check_output(output, overwrite=overwrite)
+    created: list[Path] = []
+    parent = output.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the published folder gets normal permissions
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write in {output.parent} ({exc.strerror or exc})",
+            "choose an --output in a writable folder",
+        ) from None
+    staged = StagedOutput(output, staging, created)
+    try:
+        yield staged
+    except BaseException:
+        staged.discard()
+        raise
+    else:
+        if not staged.published:
+            staged.discard()

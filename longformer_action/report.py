@@ -1,0 +1,209 @@
+"""The conversion report (JSON), the model card (README.md in the folder), and the Markdown summary."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .base_model import BaseModel
+from .checkpoint import Checkpoint
+from .convert import ARCHITECTURE, FileInfo
+from .mapping import KeyMapping
+from .progress import human_bytes
+from .verify import CheckResult
+
+REPORT_NAME = "conversion-report.json"
+CARD_NAME = "README.md"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def build_report(
+    *,
+    ckpt: Checkpoint,
+    mapping: KeyMapping | None,
+    base: BaseModel | None = None,
+    dtype_requested: str = "keep",
+    dtype_saved: str | None = None,
+    files: list[FileInfo] | None = None,
+    check: CheckResult | None = None,
+    timings: dict[str, float] | None = None,
+    command: str = "convert",
+    error: str | None = None,
+) -> dict[str, Any]:
+    """Gather every fact of a conversion (or verification) as plain data."""
+    report: dict[str, Any] = {
+        "tool": {"name": "longformer-convert", "version": _version("longformer-convert-action"), "command": command},
+        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+        "status": "failed" if error or (check is not None and not check.passed) else "ok",
+        "error": error,
+        "source": {
+            "path": os.fspath(ckpt.path),
+            "sha256": ckpt.sha256,
+            "bytes": ckpt.file_bytes,
+            "weight_bytes": ckpt.weight_bytes(),
+            "format": ckpt.file_format,
+            "generation": ckpt.generation,
+            "loader": ckpt.loader,
+            "placeholders": ckpt.placeholders,
+            "lightning_version": ckpt.lightning_version,
+            "epoch": ckpt.epoch,
+            "global_step": ckpt.global_step,
+            "hyper_parameters": ckpt.hyper_parameters,
+        },
+        "base_model": None
+        if base is None
+        else {
+            "spec": base.spec,
+            "revision": base.revision,
+            "commit": base.commit,
+            "tokenizer_files": [p.name for p in base.tokenizer_files],
+        },
+        "task": "question-answering",
+        "architecture": ARCHITECTURE,
+        "dtype": {"requested": dtype_requested, "saved": dtype_saved},
+        "mapping": None,
+        "files": [vars(f) for f in files or []],
+        "check": check.to_dict() if check is not None else None,
+        "timings_seconds": timings or {},
+        "versions": {
+            "python": platform.python_version(),
+            **{p: _version(p) for p in ("torch", "transformers", "safetensors", "pytorch-lightning", "huggingface-hub")},
+        },
+    }
+    if mapping is not None:
+        keys = [{"source": s, "fate": "mapped", "target": t} for s, t in mapping.mapped.items()]
+        keys += [{"source": s, "fate": "dropped", "reason": r} for s, r in mapping.dropped.items()]
+        report["mapping"] = {
+            "layout": mapping.layout,
+            "wrapper_prefix": mapping.wrapper_prefix,
+            "encoder_prefix": mapping.encoder_prefix,
+            "head_prefix": mapping.head_prefix,
+            "mapped": len(mapping.mapped),
+            "dropped": len(mapping.dropped),
+            "keys": sorted(keys, key=lambda k: k["source"]),
+        }
+    return report
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    """Write the report as indented JSON (atomically: a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def check_table(check: dict[str, Any]) -> list[str]:
+    """Markdown rows: one per output with its differences and pass/fail."""
+    rows = ["| output | shape | max abs diff | max rel diff | tolerance | result |", "|---|---|---|---|---|---|"]
+    for o in check["outputs"]:
+        mark = "pass" if o["passed"] else "**FAIL**"
+        rows.append(f"| `{o['name']}` | {o['shape']} | {o['max_abs']:.3g} | {o['max_rel']:.3g} | {o['atol']:g} | {mark} |")
+    tensors = "pass" if not check["tensor_failures"] else f"**FAIL** ({len(check['tensor_failures'])})"
+    rows.append(f"| every tensor equals its source | {check['tensors_compared']} tensors | | | exact | {tensors} |")
+    return rows
+
+
+def model_card(report: dict[str, Any]) -> str:
+    """The folder's README.md: how to load it, where it came from, and how it was checked."""
+    src, base, check = report["source"], report["base_model"] or {}, report["check"]
+    base_id = base.get("spec", "")
+    front = ["---", "library_name: transformers", "pipeline_tag: question-answering", "tags:", "- longformer"]
+    if base_id and not Path(base_id).is_absolute() and "/" in base_id and not base_id.startswith("."):
+        front.append(f"base_model: {base_id}")
+    front.append("---")
+    lines = [
+        *front,
+        "",
+        "# Longformer for question answering",
+        "",
+        f"Converted from a PyTorch Lightning checkpoint by `longformer-convert` "
+        f"{_fmt(report['tool']['version'])}.",
+        "",
+        "```python",
+        "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+        'model = AutoModelForQuestionAnswering.from_pretrained("path/to/this/folder")',
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
+        "```",
+        "",
+        "## Provenance",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| source checkpoint | `{Path(src['path']).name}` ({human_bytes(src['bytes'])}) |",
+        f"| SHA-256 | `{src['sha256']}` |",
+        f"| written by | {src['generation']}, Lightning {_fmt(src['lightning_version'])} |",
+        f"| epoch / global step | {_fmt(src['epoch'])} / {_fmt(src['global_step'])} |",
+        f"| base model (config, tokenizer) | `{_fmt(base_id)}` |",
+        f"| dtype | {report['dtype']['saved']} (requested: {report['dtype']['requested']}) |",
+        f"| keys | {report['mapping']['mapped']} mapped, {report['mapping']['dropped']} dropped |",
+        "",
+    ]
+    dropped = [k for k in report["mapping"]["keys"] if k["fate"] == "dropped"]
+    if dropped:
+        lines += ["Dropped keys:", ""] + [f"- `{k['source']}`: {k['reason']}" for k in dropped] + [""]
+    lines += ["## Check", ""]
+    if check is None:
+        lines += ["Not checked (converted with `--no-check`).", ""]
+    else:
+        verdict = "passed" if check["passed"] else "FAILED"
+        lines += [
+            f"The forward-pass check {verdict}: the folder, reloaded with `from_pretrained`, was compared "
+            f"with the checkpoint's own weights run as the LightningModule ran them, on a batch of "
+            f"{check['inputs'].get('batch')} question-answering inputs of lengths {check['inputs'].get('lengths')}.",
+            "",
+            *check_table(check),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    """A Markdown summary for people: the check, the files, the time (for GitHub's step summary)."""
+    src, check = report["source"], report["check"]
+    status = "converted and checked" if report["status"] == "ok" and check else report["status"]
+    if report["status"] == "ok" and not check:
+        status = "converted (not checked)"
+    lines = [f"## Longformer conversion: {status}", ""]
+    if report.get("error"):
+        lines += [f"> **Error:** {report['error']}", ""]
+    lines += [
+        "| | |",
+        "|---|---|",
+        f"| checkpoint | `{src['path']}` ({human_bytes(src['bytes'])}, {src['generation']}, read {src['loader']}) |",
+        f"| SHA-256 | `{src['sha256']}` |",
+        f"| epoch / step | {_fmt(src['epoch'])} / {_fmt(src['global_step'])} |",
+    ]
+    if report["base_model"]:
+        lines.append(f"| base model | `{report['base_model']['spec']}` |")
+    if report["mapping"]:
+        m = report["mapping"]
+        lines.append(f"| keys | {m['mapped']} mapped, {m['dropped']} dropped ({m['layout']}) |")
+    lines.append(f"| dtype | {_fmt(report['dtype']['saved'])} |")
+    total = sum(report["timings_seconds"].values())
+    lines += [f"| time | {total:.1f} s |", ""]
+    if check:
+        lines += ["### Check", "", *check_table(check), ""]
+        if check.get("answer"):
+            lines += [f"Sample: *{check['answer']['question']}* → `{check['answer']['answer']}`", ""]
+        if check["failures"]:
+            lines += ["Failures:", ""] + [f"- {f}" for f in check["failures"][:20]] + [""]
+    if report["files"]:
+        lines += ["### Files", "", "| file | size |", "|---|---|"]
+        lines += [f"| `{f['name']}` | {human_bytes(f['bytes'])} |" for f in report["files"]] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Real artifacts for the tests: a tiny base model folder and checkpoints written by a real Trainer."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from longformer_action import demo
+from longformer_action.cli import main
+
+# keep the runner-emulation tests honest: the suite itself may run inside GitHub Actions
+for _name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+    os.environ.pop(_name, None)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Longformer base folder: config.json and tokenizer files, no weights."""
+    return demo.make_base_model(tmp_path_factory.mktemp("base") / "tiny-longformer")
+
+
+@pytest.fixture(scope="session")
+def base_model_no_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Longformer base folder with config.json only."""
+    return demo.make_base_model(tmp_path_factory.mktemp("base") / "no-tokenizer", tokenizer=False)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoints of every layout current Lightning writes, from both Lightning packages.
+
+    Hyper-parameters hold a ``pathlib.Path`` and an ``argparse.Namespace``, which torch's
+    weights-only loader refuses, so these exercise the restricted unpickler.
+    """
+    folder = tmp_path_factory.mktemp("ckpt")
+    made = {}
+    for layout in ("wrapped", "origin"):
+        for package in ("pytorch_lightning", "lightning"):
+            made[f"{layout}-{package}"] = demo.train_checkpoint(
+                base_model,
+                folder / f"{layout}-{package}.ckpt",
+                layout=layout,
+                package=package,
+                data_dir=Path("/data/triviaqa"),
+                args=argparse.Namespace(seq_len=4096, attention_window=256),
+            )
+    made["plain"] = demo.train_checkpoint(base_model, folder / "plain.ckpt")
+    return made
+
+
+@pytest.fixture()
+def cli(tmp_path: Path):
+    """Invoke the CLI in-process; returns click's Result (stdout and stderr kept apart)."""
+    runner = CliRunner()
+
+    def invoke(*args: str | os.PathLike[str], env: dict[str, str] | None = None):
+        return runner.invoke(main, [str(a) for a in args], env=env, catch_exceptions=True)
+
+    return invoke
