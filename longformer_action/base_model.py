@@ -82,7 +82,9 @@ def resolve_base_model(spec: str, *, revision: str | None = None, token: str | N
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BaseModelError(f"base model's config.json is not valid JSON ({exc})", "fix or replace config.json") from None
+        raise BaseModelError(
+            f"base model's config.json is not valid JSON ({exc})", "fix or replace config.json"
+        ) from None
     if config.get("model_type") != "longformer":
         raise BaseModelError(
             f"base model {spec} is a '{config.get('model_type')}' model, not 'longformer'",

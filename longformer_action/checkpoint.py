@@ -191,7 +191,9 @@ def _detect_format(path: Path) -> str:
         raise CheckpointError(f"checkpoint {path} is a directory", "pass the .ckpt file inside it")
     size = path.stat().st_size
     if size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)", "the upload or copy was interrupted; copy it again")
+        raise CheckpointError(
+            f"checkpoint {path} is empty (0 bytes)", "the upload or copy was interrupted; copy it again"
+        )
     with path.open("rb") as f:
         head = f.read(16)
     if zipfile.is_zipfile(path):
@@ -347,7 +349,9 @@ def _load_or_explain(path: Path, file_format: str, **kwargs: Any) -> Any:
     except (EOFError, pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, PermissionError):
-            raise CheckpointError(f"cannot read checkpoint {path}: permission denied", "make the file readable") from None
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: permission denied", "make the file readable"
+            ) from None
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {first[:160]})",
             "the file was cut short while copying or uploading; copy it again",
@@ -365,4 +369,3 @@ def _load_safetensors(path: Path) -> dict[str, Any]:
             f"checkpoint {path} is not a readable safetensors file ({str(exc).splitlines()[0][:160]})",
             "copy the file again, or pass the original .ckpt",
         ) from None
-

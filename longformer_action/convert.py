@@ -174,7 +174,9 @@ def write_model(
     return [file_info(p, digests) for p in sorted(folder.iterdir())]
 
 
-def _write_safetensors(path: Path, tensors: Mapping[str, Any], *, dtype: str, advance: Callable[[int], None] | None) -> str:
+def _write_safetensors(
+    path: Path, tensors: Mapping[str, Any], *, dtype: str, advance: Callable[[int], None] | None
+) -> str:
     # safetensors.torch.save_file builds the whole file's bytes in memory first (a second copy of
     # every weight); this writes the same format one tensor at a time from the memory map, and
     # hashes the bytes on the way (returns the file's SHA-256).

@@ -44,7 +44,9 @@ def make_tokenizer(folder: Path) -> Any:
 
     bpe = ByteLevelBPETokenizer()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    bpe.train_from_iterator(list(CORPUS) * 4, vocab_size=400, min_frequency=1, special_tokens=specials, show_progress=False)
+    bpe.train_from_iterator(
+        list(CORPUS) * 4, vocab_size=400, min_frequency=1, special_tokens=specials, show_progress=False
+    )
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     tokenizer = LongformerTokenizer(vocab=model["vocab"], merges=merges)
@@ -71,7 +73,9 @@ def _lightning(package: str) -> Any:
     return importlib.import_module("lightning.pytorch" if package == "lightning" else "pytorch_lightning")
 
 
-def make_module(base_folder: Path, *, layout: str = "wrapped", package: str = "pytorch_lightning", **hparams: Any) -> Any:
+def make_module(
+    base_folder: Path, *, layout: str = "wrapped", package: str = "pytorch_lightning", **hparams: Any
+) -> Any:
     """A LightningModule around a tiny Longformer, initialised with a fixed seed.
 
     Args:

@@ -21,7 +21,8 @@ class ConversionError(click.ClickException):
         self.hint = hint
         text = message.rstrip(".")
         if hint:
-            text = f"{text}. {hint.rstrip('.')}."
+            hint = hint.rstrip(".")
+            text = f"{text}. {hint[:1].upper()}{hint[1:]}."
         else:
             text = f"{text}."
         super().__init__(text)

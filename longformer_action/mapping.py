@@ -132,8 +132,7 @@ def plan_mapping(
         if not any(n.startswith(encoder) for n in names):
             raise MappingError(
                 f"no key starts with --prefix '{encoder}'",
-                f"keys start with {_list({n.split('.')[0] + '.' for n in names})}; "
-                "pass one of those, or --prefix auto",
+                f"keys start with {_list({n.split('.')[0] + '.' for n in names})}; pass one of those, or --prefix auto",
             )
 
     encoder_names = [n for n in names if n.startswith(encoder)]
@@ -183,26 +182,32 @@ def _check_against(result: KeyMapping, shapes: Mapping[str, Shape], expected: Ma
     targets = {t: s for s, t in result.mapped.items()}
     extra = sorted(set(targets) - set(expected))
     missing = sorted(set(expected) - set(targets))
+    layers, expected_layers = _layer_count(targets), _layer_count(expected)
+    detail = (
+        f" (the checkpoint has {layers} layers, the base config {expected_layers})" if layers != expected_layers else ""
+    )
     if extra:
-        layers = _layer_count(targets)
-        expected_layers = _layer_count(expected)
-        detail = f" (the checkpoint has {layers} layers, the base config {expected_layers})" if layers != expected_layers else ""
         raise MappingError(
-            f"checkpoint has {len(extra)} weight(s) the base config does not{detail}: {_list(targets[t] for t in extra)}",
+            f"checkpoint has {len(extra)} weight(s) the base config does not{detail}: "
+            f"{_list(targets[t] for t in extra)}",
             "pass --base-model with the config the model was trained from",
         )
     if missing:
-        raise MappingError(
-            f"checkpoint lacks {len(missing)} weight(s) the model needs: {_list(missing)}",
-            "pass the checkpoint of the whole model (or --prefix if its keys are stored elsewhere)",
+        fix = (
+            "pass --base-model with the config the model was trained from"
+            if detail
+            else ("pass the checkpoint of the whole model (or --prefix if its keys are stored elsewhere)")
         )
-    for target, source in sorted(targets.items()):
-        have, want = tuple(shapes[source]), tuple(expected[target])
-        if have != want:
-            raise MappingError(
-                f"tensor '{source}' has shape {list(have)} but the base config needs {list(want)} for '{target}'",
-                "pass --base-model with the config the model was trained from (hidden size, vocabulary, positions)",
-            )
+        raise MappingError(f"checkpoint lacks {len(missing)} weight(s) the model needs{detail}: {_list(missing)}", fix)
+    wrong = [(t, s) for t, s in sorted(targets.items()) if tuple(shapes[s]) != tuple(expected[t])]
+    if wrong:
+        target, source = wrong[0]
+        more = f" ({len(wrong)} tensors disagree; the first:)" if len(wrong) > 1 else ""
+        raise MappingError(
+            f"checkpoint does not fit the base config{more} tensor '{source}' has shape {list(shapes[source])} "
+            f"but the config needs {list(expected[target])} for '{target}'",
+            "pass --base-model with the config the model was trained from (hidden size, vocabulary, positions)",
+        )
 
 
 def _layer_count(keys: Iterable[str]) -> int:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base_model import resolve_base_model
+from .base_model import BaseModel, resolve_base_model
 from .checkpoint import Checkpoint, read_checkpoint
-from .base_model import BaseModel
 from .convert import file_info, load_config, mapped_tensors, plan, staged_output, write_model
 from .errors import CheckFailed, ConversionError
 from .mapping import plan_mapping
@@ -72,10 +71,15 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         CheckFailed: the check failed; nothing is at ``output``.
     """
     state: dict[str, Any] = {"dtype_requested": options.dtype, "timings": progress.timings}
-    with staged_output(output, overwrite=options.overwrite) as staged, _report_on_failure(state, options.report, "convert"):
+    with (
+        staged_output(output, overwrite=options.overwrite) as staged,
+        _report_on_failure(state, options.report, "convert"),
+    ):
         state["ckpt"] = ckpt = _read(checkpoint, options.trust_checkpoint, progress)
         with progress.stage("base-model", "Resolve the base model") as stage:
-            state["base"] = base = resolve_base_model(options.base_model, revision=options.revision, token=options.token)
+            state["base"] = base = resolve_base_model(
+                options.base_model, revision=options.revision, token=options.token
+            )
             config = load_config(base)
             stage.detail = f"{base.spec} ({len(base.tokenizer_files)} tokenizer files)"
         with progress.stage("map", "Map the keys") as stage:
@@ -97,7 +101,9 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             stage.detail = f"{len(files)} files, {human_bytes(sum(f.bytes for f in files))}, {config.dtype}"
         if options.check:
             with progress.stage("check", "Check the folder against the checkpoint") as stage:
-                state["check"] = check = run_check(staged.path, ckpt, mapping, config, dtype=options.dtype, atol=options.atol)
+                state["check"] = check = run_check(
+                    staged.path, ckpt, mapping, config, dtype=options.dtype, atol=options.atol
+                )
                 stage.detail = _check_line(check)
             if not check.passed:
                 report = build_report(command="convert", **state)
@@ -162,7 +168,9 @@ def verify(
     state: dict[str, Any] = {"timings": progress.timings}
     with _report_on_failure(state, report, "verify"):
         if not (model_dir / "config.json").is_file():
-            raise ConversionError(f"{model_dir} has no config.json", "pass the folder that convert or save_pretrained wrote")
+            raise ConversionError(
+                f"{model_dir} has no config.json", "pass the folder that convert or save_pretrained wrote"
+            )
         state["ckpt"] = ckpt = _read(checkpoint, trust_checkpoint, progress)
         with progress.stage("base-model", "Resolve the reference config") as stage:
             state["base"] = base = resolve_base_model(base_model) if base_model else _folder_base(model_dir)

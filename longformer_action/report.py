@@ -31,7 +31,7 @@ def _version(package: str) -> str | None:
 def build_report(
     *,
     ckpt: Checkpoint,
-    mapping: KeyMapping | None,
+    mapping: KeyMapping | None = None,
     base: BaseModel | None = None,
     dtype_requested: str = "keep",
     dtype_saved: str | None = None,
@@ -78,7 +78,9 @@ def build_report(
         "timings_seconds": timings or {},
         "versions": {
             "python": platform.python_version(),
-            **{p: _version(p) for p in ("torch", "transformers", "safetensors", "pytorch-lightning", "huggingface-hub")},
+            **{
+                p: _version(p) for p in ("torch", "transformers", "safetensors", "pytorch-lightning", "huggingface-hub")
+            },
         },
     }
     if mapping is not None:
@@ -113,7 +115,9 @@ def check_table(check: dict[str, Any]) -> list[str]:
     rows = ["| output | shape | max abs diff | max rel diff | tolerance | result |", "|---|---|---|---|---|---|"]
     for o in check["outputs"]:
         mark = "pass" if o["passed"] else "**FAIL**"
-        rows.append(f"| `{o['name']}` | {o['shape']} | {o['max_abs']:.3g} | {o['max_rel']:.3g} | {o['atol']:g} | {mark} |")
+        rows.append(
+            f"| `{o['name']}` | {o['shape']} | {o['max_abs']:.3g} | {o['max_rel']:.3g} | {o['atol']:g} | {mark} |"
+        )
     tensors = "pass" if not check["tensor_failures"] else f"**FAIL** ({len(check['tensor_failures'])})"
     rows.append(f"| every tensor equals its source | {check['tensors_compared']} tensors | | | exact | {tensors} |")
     return rows
@@ -132,8 +136,7 @@ def model_card(report: dict[str, Any]) -> str:
         "",
         "# Longformer for question answering",
         "",
-        f"Converted from a PyTorch Lightning checkpoint by `longformer-convert` "
-        f"{_fmt(report['tool']['version'])}.",
+        f"Converted from a PyTorch Lightning checkpoint by `longformer-convert` {_fmt(report['tool']['version'])}.",
         "",
         "```python",
         "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",

@@ -223,7 +223,9 @@ def candidate_model(folder: Path) -> tuple[Any, dict[str, list[str]]]:
     quiet_transformers()
     model, info = AutoModelForQuestionAnswering.from_pretrained(folder, output_loading_info=True, dtype=torch.float32)
     model.eval()
-    loading = {k: sorted(str(x) for x in info.get(k, [])) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    loading = {
+        k: sorted(str(x) for x in info.get(k, [])) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")
+    }
     return model, loading
 
 

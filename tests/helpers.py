@@ -10,4 +10,3 @@ def one_error_line(result) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
-

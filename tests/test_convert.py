@@ -1,0 +1,392 @@
+"""`convert` end to end through the CLI: round trips, dtypes, shards, all-or-nothing output, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+from longformer_action import demo
+from longformer_action.checkpoint import read_checkpoint
+from longformer_action.errors import EXIT_CHECK_FAILED
+
+from .helpers import one_error_line
+
+
+def saved_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    index = folder / "model.safetensors.index.json"
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    )
+    tensors = {}
+    for name in files:
+        with safe_open(folder / name, framework="pt") as f:
+            tensors.update({k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118
+    return tensors
+
+
+@pytest.mark.parametrize(
+    "name", ["wrapped-pytorch_lightning", "wrapped-lightning", "origin-pytorch_lightning", "origin-lightning", "plain"]
+)
+def test_round_trip_every_tensor_equals_its_source(cli, checkpoints, base_model, tmp_path, name):
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", checkpoints[name], "--output", out, "--base-model", base_model)
+    assert result.exit_code == 0, result.stderr
+
+    source = torch.load(checkpoints[name], weights_only=False, map_location="cpu")["state_dict"]
+    saved = saved_tensors(out)
+    report = json.loads((out / "conversion-report.json").read_text())
+    fates = {k["source"]: k for k in report["mapping"]["keys"]}
+    assert set(fates) == set(source), "every key of the checkpoint is accounted for"
+    for key, fate in fates.items():
+        if fate["fate"] == "mapped":
+            assert torch.equal(saved[fate["target"]], source[key]), key
+        else:
+            assert "pooler" in key
+    assert len(saved) == report["mapping"]["mapped"]
+
+    model, info = AutoModelForQuestionAnswering.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert type(model).__name__ == "LongformerForQuestionAnswering"
+    assert AutoTokenizer.from_pretrained(out)("a question", "a context")["input_ids"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["LongformerForQuestionAnswering"]
+
+    assert report["status"] == "ok" and report["check"]["passed"]
+    assert report["source"]["sha256"] == read_checkpoint(checkpoints[name]).sha256
+    assert report["source"]["global_step"] == 3
+    listed = {f["name"]: f for f in report["files"]}
+    assert set(listed) == {p.name for p in out.iterdir()} - {"conversion-report.json"}
+    assert listed["model.safetensors"]["bytes"] == (out / "model.safetensors").stat().st_size
+    card = (out / "README.md").read_text()
+    assert report["source"]["sha256"] in card and "passed" in card
+    assert "read:" in result.stderr and "save:" in result.stderr and "check: passed" in result.stderr
+
+
+def test_output_is_not_world_private(cli, checkpoints, base_model, tmp_path):
+    out = tmp_path / "model"
+    assert (
+        cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model).exit_code == 0
+    )
+    assert out.stat().st_mode & 0o055 == 0o055 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize(("dtype", "torch_dtype"), [("float16", torch.float16), ("bfloat16", torch.bfloat16)])
+def test_dtype_cast(cli, checkpoints, base_model, tmp_path, dtype, torch_dtype):
+    out = tmp_path / "model"
+    result = cli(
+        "convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model, "--dtype", dtype
+    )
+    assert result.exit_code == 0, result.stderr
+    source = torch.load(checkpoints["plain"], weights_only=False, map_location="cpu")["state_dict"]
+    saved = saved_tensors(out)
+    assert {t.dtype for t in saved.values()} == {torch_dtype}
+    assert torch.equal(saved["qa_outputs.weight"], source["model.qa_outputs.weight"].to(torch_dtype))
+    assert json.loads((out / "config.json").read_text())["dtype"] == dtype
+    report = json.loads((out / "conversion-report.json").read_text())
+    assert report["dtype"] == {"requested": dtype, "saved": dtype}
+    assert report["check"]["passed"] and report["check"]["max_abs_diff"] > 0
+
+
+def test_keep_preserves_a_half_precision_checkpoint(cli, checkpoints, base_model, tmp_path):
+    state = torch.load(checkpoints["plain"], weights_only=False, map_location="cpu")["state_dict"]
+    half = tmp_path / "half.pt"
+    torch.save({k: v.to(torch.bfloat16) for k, v in state.items()}, half)
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", half, "--output", out, "--base-model", base_model)
+    assert result.exit_code == 0, result.stderr
+    assert {t.dtype for t in saved_tensors(out).values()} == {torch.bfloat16}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_sharded_output(cli, checkpoints, base_model, tmp_path):
+    out = tmp_path / "model"
+    result = cli(
+        "convert",
+        "--checkpoint",
+        checkpoints["plain"],
+        "--output",
+        out,
+        "--base-model",
+        base_model,
+        "--max-shard-size",
+        "60kB",
+    )
+    assert result.exit_code == 0, result.stderr
+    shards = sorted(p.name for p in out.glob("model-*.safetensors"))
+    assert len(shards) >= 3 and not (out / "model.safetensors").exists()
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == set(shards)
+    for shard in out.glob("model-*.safetensors"):
+        with safe_open(shard, "pt") as f:
+            data_bytes = [f.get_tensor(k).nbytes for k in f.keys()]  # noqa: SIM118
+        assert sum(data_bytes) <= 60_000 or len(data_bytes) == 1, shard.name
+    _, info = AutoModelForQuestionAnswering.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"]
+
+
+def test_no_tokenizer_in_base(cli, checkpoints, base_model_no_tokenizer, tmp_path):
+    # a base without tokenizer files: same vocabulary size needed, so build the checkpoint from it
+    ckpt = demo.train_checkpoint(base_model_no_tokenizer, tmp_path / "c.ckpt", steps=1)
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model_no_tokenizer)
+    assert result.exit_code == 0, result.stderr
+    assert not list(out.glob("tokenizer*"))
+    assert json.loads((out / "conversion-report.json").read_text())["check"]["inputs"]["tokenizer"] is False
+
+
+# --- all or nothing ---------------------------------------------------------------------------
+
+
+def test_existing_output_is_left_untouched(cli, checkpoints, base_model, tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model)
+    assert result.exit_code == 1
+    assert "--overwrite" in one_error_line(result)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "no staging folder left behind"
+
+
+def test_overwrite_replaces(cli, checkpoints, base_model, tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    result = cli(
+        "convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model, "--overwrite"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert not (out / "old.txt").exists() and (out / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_empty_existing_output_is_used(cli, checkpoints, base_model, tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    assert (
+        cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model).exit_code == 0
+    )
+    assert (out / "config.json").exists()
+
+
+def test_nested_output_parents_are_created_and_removed_on_failure(cli, checkpoints, base_model, tmp_path):
+    out = tmp_path / "a" / "b" / "model"
+    result = cli("convert", "--checkpoint", tmp_path / "nope.ckpt", "--output", out, "--base-model", base_model)
+    assert result.exit_code == 1
+    assert not (tmp_path / "a").exists()
+    result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model)
+    assert result.exit_code == 0 and (out / "config.json").exists()
+
+
+def test_unwritable_output(cli, checkpoints, base_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cli(
+        "convert", "--checkpoint", checkpoints["plain"], "--output", blocker / "model", "--base-model", base_model
+    )
+    assert result.exit_code == 1
+    assert "Choose an --output in a writable folder" in one_error_line(result)
+    result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", blocker, "--base-model", base_model)
+    assert "exists and is a file" in one_error_line(result)
+
+
+# --- bad input: one line, the cause and the fix, exit 1, nothing written ------------------------
+
+
+def _bert_checkpoint(path: Path) -> Path:
+    import pytorch_lightning as pl
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    class BertQA(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            cfg = BertConfig(
+                hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=400
+            )
+            self.model = BertForQuestionAnswering(cfg)
+
+        def training_step(self, batch, batch_idx):
+            out = self.model(input_ids=batch["input_ids"], start_positions=batch["start"], end_positions=batch["end"])
+            return out.loss
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+    batches = [
+        {"input_ids": torch.randint(5, 400, (2, 16)), "start": torch.tensor([3, 4]), "end": torch.tensor([5, 6])}
+    ]
+    return demo.fit_and_save(BertQA(), batches, path)
+
+
+def _encoder_only_checkpoint(path: Path, source: Path) -> Path:
+    ckpt = torch.load(source, weights_only=False, map_location="cpu")
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if "qa_outputs" not in k}
+    torch.save(ckpt, path)
+    return path
+
+
+def _unknown_keys_checkpoint(path: Path, source: Path) -> Path:
+    ckpt = torch.load(source, weights_only=False, map_location="cpu")
+    ckpt["state_dict"]["teacher.proj.weight"] = torch.zeros(2, 2)
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda tmp, ck: tmp / "missing.ckpt", "does not exist. Check the --checkpoint path"),
+        (lambda tmp, ck: tmp, "is a directory. Pass the .ckpt file inside it"),
+        (
+            lambda tmp, ck: (tmp / "t.ckpt", (tmp / "t.ckpt").write_text("not a checkpoint\n"))[0],
+            "not a PyTorch checkpoint",
+        ),
+        (lambda tmp, ck: (tmp / "e.ckpt", (tmp / "e.ckpt").write_bytes(b""))[0], "is empty (0 bytes)"),
+        (
+            lambda tmp, ck: (tmp / "cut.ckpt", (tmp / "cut.ckpt").write_bytes(ck.read_bytes()[:50_000]))[0],
+            "truncated or corrupt",
+        ),
+        (lambda tmp, ck: _bert_checkpoint(tmp / "bert.ckpt"), "not a Longformer"),
+        (lambda tmp, ck: _encoder_only_checkpoint(tmp / "enc.ckpt", ck), "no question-answering head"),
+        (lambda tmp, ck: _unknown_keys_checkpoint(tmp / "unk.ckpt", ck), "'teacher.proj.weight'"),
+    ],
+    ids=["missing", "directory", "text", "empty", "truncated", "bert", "missing-head", "unknown-keys"],
+)
+def test_bad_checkpoints(cli, checkpoints, base_model, tmp_path, make, fragment):
+    work = tmp_path / "in"
+    work.mkdir()
+    path = make(work, checkpoints["plain"])
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", path, "--output", out, "--base-model", base_model)
+    assert result.exit_code == 1, result.stderr
+    assert fragment in one_error_line(result)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"], "nothing half-written beside --output"
+
+
+def test_config_mismatch(cli, checkpoints, tmp_path):
+    other = demo.make_base_model(tmp_path / "other", tokenizer=False, hidden_size=48, num_attention_heads=3)
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", other)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "tensors disagree" in line and "has shape [32] but the config needs [48]" in line and "--base-model" in line
+    assert not out.exists()
+
+
+def test_report_written_on_failure(cli, checkpoints, tmp_path):
+    other = demo.make_base_model(tmp_path / "other", tokenizer=False, num_hidden_layers=3)
+    report = tmp_path / "report.json"
+    out = tmp_path / "model"
+    result = cli(
+        "convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", other, "--report", report
+    )
+    assert result.exit_code == 1
+    assert "(the checkpoint has 2 layers, the base config 3)" in one_error_line(result)
+    data = json.loads(report.read_text())
+    assert data["status"] == "failed" and "lacks" in data["error"]
+    assert not out.exists()
+
+
+def test_usage_errors_exit_2(cli, checkpoints, tmp_path):
+    assert cli("convert", "--checkpoint", checkpoints["plain"]).exit_code == 2
+    bad = cli("convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "m", "--dtype", "int8")
+    assert bad.exit_code == 2 and "int8" in bad.stderr
+    bad = cli("convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "m", "--max-shard-size", "big")
+    assert bad.exit_code == 2 and "500MB" in bad.stderr
+
+
+def test_untrusted_tensor_subclass_is_refused(cli, base_model, checkpoints, tmp_path):
+    ckpt = torch.load(checkpoints["plain"], weights_only=False, map_location="cpu")
+    key = "model.qa_outputs.bias"
+    ckpt["state_dict"][key] = _Odd(ckpt["state_dict"][key])
+    path = tmp_path / "odd.ckpt"
+    torch.save(ckpt, path)
+    result = cli("convert", "--checkpoint", path, "--output", tmp_path / "m", "--base-model", base_model)
+    assert result.exit_code == 1
+    assert "are not tensors" in one_error_line(result) and "--trust-checkpoint" in result.stderr
+
+
+class _Odd:
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+# --- the other commands ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["convert"], ["verify"], ["inspect"], ["demo"]])
+def test_help_is_fast_and_does_not_import_torch(command):
+    code = (
+        "import sys\n"
+        "from longformer_action.cli import main\n"
+        f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
+        "assert 'transformers' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "longformer_action", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "longformer-convert" in result.stdout
+
+
+def test_inspect_text_and_json(cli, checkpoints):
+    result = cli("inspect", "--checkpoint", checkpoints["origin-pytorch_lightning"])
+    assert result.exit_code == 0, result.stderr
+    assert "origin: LongformerModel as `model`" in result.stdout
+    assert "pathlib.PosixPath" in result.stdout and "optimizer state" in result.stdout
+    data = json.loads(cli("inspect", "--checkpoint", checkpoints["origin-pytorch_lightning"], "--json").stdout)
+    assert data["layout"]["dropped"] == {
+        "model.pooler.dense.bias": "LongformerForQuestionAnswering has no pooler",
+        "model.pooler.dense.weight": "LongformerForQuestionAnswering has no pooler",
+    }
+    assert data["shape"] == {"vocab_size": data["shape"]["vocab_size"], "hidden_size": 32, "num_hidden_layers": 2}
+    assert data["global_step"] == 3 and data["task"] == "question-answering"
+    assert data["weight_bytes"] * 2.5 < data["file_bytes"] == checkpoints["origin-pytorch_lightning"].stat().st_size
+    assert set(data["hyper_parameters"]) >= {"lr", "data_dir"}
+
+
+def test_inspect_reports_an_unconvertible_layout(cli, tmp_path):
+    path = tmp_path / "sd.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, path)
+    result = cli("inspect", "--checkpoint", path)
+    assert result.exit_code == 0
+    assert "not convertible: no Longformer encoder" in result.stdout
+
+
+def test_demo_runs_offline(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [shutil.which("longformer-convert") or "longformer-convert", "demo", "--output", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "check:  passed (max abs diff 0)" in result.stdout
+    assert "answer: Where is the Eiffel Tower? ->" in result.stdout
+    assert (tmp_path / "demo" / "model" / "model.safetensors").exists()
+
+
+def test_check_failure_exit_status_is_distinct():
+    assert EXIT_CHECK_FAILED not in (0, 1, 2)
