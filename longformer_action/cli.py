@@ -19,7 +19,17 @@ DEFAULT_BASE_MODEL = "allenai/longformer-base-4096"
 DTYPES = ("keep", "float32", "float16", "bfloat16")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
@@ -29,12 +39,19 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").lower()])
 
 
-def _run(work: Callable[[Any], dict[str, Any]], *, outputs: Callable[[dict[str, Any]], dict[str, str]], owned: list[Path | None]) -> dict[str, Any]:
+def _run(
+    work: Callable[[Any], dict[str, Any]],
+    *,
+    outputs: Callable[[dict[str, Any]], dict[str, str]],
+    owned: list[Path | None],
+) -> dict[str, Any]:
     """Run a command's work; in GitHub Actions add groups, annotations, outputs and the summary."""
     from .gha import Actions
     from .progress import Progress
 
     actions = Actions.detect()
+    if actions:
+        actions.mask(os.environ.get("HF_TOKEN"))
     progress = actions.progress() if actions else Progress()
     try:
         report = work(progress)
@@ -45,7 +62,11 @@ def _run(work: Callable[[Any], dict[str, Any]], *, outputs: Callable[[dict[str, 
             title = "Check failed" if isinstance(exc, CheckFailed) else f"longformer-convert: {exc.stage} failed"
             actions.error(exc.format_message(), title=title)
             report = getattr(exc, "report", None)
-            actions.summary(summary_markdown(report) if report else f"## Longformer conversion failed\n\n> **Error:** {exc.format_message()}\n")
+            actions.summary(
+                summary_markdown(report)
+                if report
+                else f"## Longformer conversion failed\n\n> **Error:** {exc.format_message()}\n"
+            )
         raise
     finally:
         if actions:
@@ -81,7 +102,7 @@ _atol_option = click.option(
     "--atol",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Absolute tolerance on the logits. Default by saved dtype: 1e-5 for float32, 1e-2 for float16, 5e-2 for bfloat16.",
+    help="Absolute tolerance on the logits. Default by saved dtype: 1e-5 float32, 1e-2 float16, 5e-2 bfloat16.",
 )
 _report_option = click.option(
     "--report",
@@ -107,18 +128,42 @@ _prefix_option = click.option(
     help="Local folder or Hub id for config.json and tokenizer files (weights are never downloaded).",
 )
 @click.option("--revision", default=None, help="Branch, tag or commit of a Hub base model.")
-@click.option("--task", type=click.Choice(["question-answering"]), default="question-answering", show_default=True, help="The model's task.")
+@click.option(
+    "--task",
+    type=click.Choice(["question-answering"]),
+    default="question-answering",
+    show_default=True,
+    help="The model's task.",
+)
 @_prefix_option
-@click.option("--dtype", type=click.Choice(DTYPES), default="keep", show_default=True, help="Dtype of the saved weights; 'keep' is the checkpoint's own.")
-@click.option("--max-shard-size", default="5GB", show_default=True, callback=_size, help="Largest weights file; bigger models are sharded.")
-@click.option("--check/--no-check", default=True, show_default=True, help="Run the forward-pass and per-tensor check before publishing.")
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="keep",
+    show_default=True,
+    help="Dtype of the saved weights; 'keep' is the checkpoint's own.",
+)
+@click.option(
+    "--max-shard-size",
+    default="5GB",
+    show_default=True,
+    callback=_size,
+    help="Largest weights file; bigger models are sharded.",
+)
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Run the forward-pass and per-tensor check before publishing.",
+)
 @_atol_option
 @_report_option
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
 @_trust_option
 def convert(checkpoint: Path, output: Path, task: str, **options: Any) -> None:
     """Convert a checkpoint into a checked Hugging Face folder."""
-    from .pipeline import ConvertOptions, convert as run
+    from .pipeline import ConvertOptions
+    from .pipeline import convert as run
 
     token = os.environ.get("HF_TOKEN") or None
     opts = ConvertOptions(token=token, **options)
@@ -137,7 +182,9 @@ def convert(checkpoint: Path, output: Path, task: str, **options: Any) -> None:
 @main.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="The converted folder.")
 @_checkpoint_option
-@click.option("--base-model", default=None, help="Reference config (folder or Hub id); default: the folder's own config.json.")
+@click.option(
+    "--base-model", default=None, help="Reference config (folder or Hub id); default: the folder's own config.json."
+)
 @_prefix_option
 @_atol_option
 @_report_option
@@ -149,7 +196,11 @@ def verify(model_dir: Path, checkpoint: Path, **options: Any) -> None:
     def outputs(report: dict[str, Any]) -> dict[str, str]:
         return {"max-abs-diff": f"{report['check']['max_abs_diff']:.6g}", "report": str(options["report"] or "")}
 
-    _run(lambda progress: run(model_dir, checkpoint, progress=progress, **options), outputs=outputs, owned=[options["report"]])
+    _run(
+        lambda progress: run(model_dir, checkpoint, progress=progress, **options),
+        outputs=outputs,
+        owned=[options["report"]],
+    )
 
 
 @main.command()
@@ -169,7 +220,7 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     lines = [
         f"checkpoint:    {info['path']}",
         f"format:        {info['format']} ({info['generation']}, read by the {info['loader']} loader)",
-        f"lightning:     {info['lightning_version'] or 'n/a'}; epoch {info['epoch']}, global step {info['global_step']}",
+        f"lightning:     {info['lightning_version'] or 'n/a'}; epoch {info['epoch']}, step {info['global_step']}",
         f"hyper-params:  {', '.join(info['hyper_parameters']) or 'none'}",
         f"tensors:       {info['tensors']} ({info['parameters']:,} parameters; {info['dtypes']})",
         f"bytes:         {human_bytes(info['weight_bytes'])} of weights in {human_bytes(info['file_bytes'])} "
@@ -189,11 +240,17 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
 
 
 @main.command()
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None, help="Work folder (default: a new temporary folder).")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Work folder (default: a new temporary folder).",
+)
 def demo(output: Path | None) -> None:
     """Train a tiny Longformer with Lightning, convert it, check it and answer a question (offline)."""
     from . import demo as tiny
-    from .pipeline import ConvertOptions, convert as run
+    from .pipeline import ConvertOptions
+    from .pipeline import convert as run
     from .progress import Progress
     from .verify import answer_question
 
