@@ -129,6 +129,12 @@ def compare_tensors(folder: Path, expected: Mapping[str, Any], dtype: str) -> tu
     return len(seen), failures
 
 
+def attention_window(config: Any) -> int:
+    """The widest (two-sided) attention window over the layers."""
+    window = config.attention_window
+    return int(max(window)) if isinstance(window, (list, tuple)) else int(window)
+
+
 def make_inputs(folder: Path, config: Any, *, seed: int = 0) -> dict[str, Any]:
     """Two question-answering samples of different lengths, padded, longer than one attention window.
 
@@ -138,7 +144,7 @@ def make_inputs(folder: Path, config: Any, *, seed: int = 0) -> dict[str, Any]:
     """
     import torch
 
-    window = max(config.attention_window) if isinstance(config.attention_window, list) else config.attention_window
+    window = attention_window(config)
     max_len = config.max_position_embeddings - config.pad_token_id - 2
     target = min(max(window + window // 2 + 8, 48), max_len)
     sep, cls, pad = config.sep_token_id, config.bos_token_id, config.pad_token_id
@@ -320,7 +326,7 @@ def run_check(
         "batch": int(inputs["input_ids"].shape[0]),
         "lengths": [int(n) for n in inputs["attention_mask"].sum(dim=1)],
         "padded_to": int(inputs["input_ids"].shape[1]),
-        "attention_window": config.attention_window,
+        "attention_window": attention_window(config),
         "tokenizer": load_tokenizer(folder) is not None,
     }
     reference = reference_outputs(tensors, config, inputs)

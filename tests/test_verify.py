@@ -1,0 +1,204 @@
+"""The check must pass on a faithful folder and fail, naming what differs, on every tampered one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from longformer_action import convert as convert_module
+from longformer_action.errors import EXIT_CHECK_FAILED
+
+from .helpers import one_error_line
+
+
+@pytest.fixture(scope="module")
+def converted(checkpoints, base_model, tmp_path_factory) -> Path:
+    from click.testing import CliRunner
+
+    from longformer_action.cli import main
+
+    out = tmp_path_factory.mktemp("verify") / "model"
+    result = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            "--checkpoint",
+            str(checkpoints["origin-lightning"]),
+            "--output",
+            str(out),
+            "--base-model",
+            str(base_model),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def _rewrite(folder: Path, change: Callable[[dict[str, torch.Tensor]], None]) -> None:
+    tensors = load_file(folder / "model.safetensors")
+    change(tensors)
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def _swap_layers(t: dict[str, torch.Tensor]) -> None:
+    for key in [k for k in t if ".layer.0." in k]:
+        other = key.replace(".layer.0.", ".layer.1.")
+        t[key], t[other] = t[other], t[key]
+
+
+def _zero_head_bias(t: dict[str, torch.Tensor]) -> None:
+    t["qa_outputs.bias"] = torch.zeros_like(t["qa_outputs.bias"])
+
+
+def _transpose(t: dict[str, torch.Tensor]) -> None:
+    key = "longformer.encoder.layer.0.attention.self.query.weight"
+    assert t[key].shape[0] == t[key].shape[1]
+    t[key] = t[key].t().contiguous()
+
+
+def _fp16_round_trip(t: dict[str, torch.Tensor]) -> None:
+    for key, value in t.items():
+        t[key] = value.half().float()
+
+
+def _remove_tensor(t: dict[str, torch.Tensor]) -> None:
+    del t["longformer.encoder.layer.1.output.dense.weight"]
+
+
+TAMPERS = {
+    "swapped-layers": (_swap_layers, ["longformer.encoder.layer.0.", "start_logits"]),
+    "zero-head-bias": (_zero_head_bias, ["'qa_outputs.bias' differs", "end_logits"]),
+    "transposed": (_transpose, ["'longformer.encoder.layer.0.attention.self.query.weight' differs", "output"]),
+    "fp16-round-trip": (_fp16_round_trip, ["differs from its source", "tolerance 1e-05"]),
+    "removed-tensor": (_remove_tensor, ["'longformer.encoder.layer.1.output.dense.weight' is missing", "missing keys"]),
+}
+
+
+def test_faithful_folder_passes_with_zero_difference(cli, converted, checkpoints, base_model, tmp_path):
+    report = tmp_path / "report.json"
+    result = cli(
+        "verify", "--model", converted, "--checkpoint", checkpoints["origin-lightning"], "--base-model", base_model,
+        "--report", report,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(report.read_text())["check"]
+    assert data["passed"] and data["max_abs_diff"] == 0.0
+    assert [o["name"] for o in data["outputs"]] == ["start_logits", "end_logits"]
+    assert data["tensors_compared"] == 51 and not data["tensor_failures"]
+    assert all(not keys for keys in data["loading"].values())
+    # the inputs exercise padding, two lengths, and more than one attention window
+    lengths, window = data["inputs"]["lengths"], data["inputs"]["attention_window"]
+    assert len(set(lengths)) == 2 and min(lengths) > window and data["inputs"]["tokenizer"]
+    assert data["answer"]["answer"]
+
+
+@pytest.mark.parametrize("name", list(TAMPERS))
+def test_tampered_folder_fails(cli, converted, checkpoints, base_model, tmp_path, name):
+    change, fragments = TAMPERS[name]
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    _rewrite(folder, change)
+    report = tmp_path / "report.json"
+    result = cli(
+        "verify", "--model", folder, "--checkpoint", checkpoints["origin-lightning"], "--base-model", base_model,
+        "--report", report,
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CHECK_FAILED, result.stderr
+    line = one_error_line(result)
+    assert "does not compute what the checkpoint computed" in line
+    failures = " | ".join(json.loads(report.read_text())["check"]["failures"])
+    for fragment in fragments:
+        assert fragment in failures, failures
+
+
+def test_changed_attention_window_fails(cli, converted, checkpoints, base_model, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["attention_window"] = [4] * len(config["attention_window"])
+    (folder / "config.json").write_text(json.dumps(config))
+    report = tmp_path / "report.json"
+    result = cli(
+        "verify", "--model", folder, "--checkpoint", checkpoints["origin-lightning"], "--base-model", base_model,
+        "--report", report,
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CHECK_FAILED, result.stderr
+    check = json.loads(report.read_text())["check"]
+    assert not check["tensor_failures"], "the weights are intact: only the forward pass can see this"
+    assert any(f.startswith("output 'start_logits' differs by") for f in check["failures"])
+    assert "start_logits" in one_error_line(result)
+
+
+def test_half_precision_folder_passes_within_its_tolerance(cli, checkpoints, base_model, tmp_path):
+    out = tmp_path / "model"
+    result = cli(
+        "convert",
+        "--checkpoint",
+        checkpoints["plain"],
+        "--output",
+        out,
+        "--base-model",
+        base_model,
+        "--dtype",
+        "float16",
+    )
+    assert result.exit_code == 0, result.stderr
+    result = cli("verify", "--model", out, "--checkpoint", checkpoints["plain"], "--base-model", base_model)
+    assert result.exit_code == 0, result.stderr
+    # and a tolerance tighter than the rounding makes the same folder fail
+    result = cli(
+        "verify", "--model", out, "--checkpoint", checkpoints["plain"], "--base-model", base_model, "--atol", "1e-9"
+    )
+    assert result.exit_code == EXIT_CHECK_FAILED
+    assert "(tolerance 1e-09)" in one_error_line(result)
+
+
+def test_failed_check_in_convert_publishes_nothing(cli, checkpoints, base_model, tmp_path, monkeypatch):
+    original = convert_module._write_safetensors
+
+    def faulty(path, tensors, **kwargs):  # a converter bug: one weight written scaled
+        tensors = dict(tensors)
+        key = "longformer.encoder.layer.1.intermediate.dense.weight"
+        tensors[key] = tensors[key] * 1.01
+        return original(path, tensors, **kwargs)
+
+    monkeypatch.setattr(convert_module, "_write_safetensors", faulty)
+    out, report = tmp_path / "model", tmp_path / "report.json"
+    result = cli(
+        "convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model, "--report", report
+    )
+    assert result.exit_code == EXIT_CHECK_FAILED, result.stderr
+    line = one_error_line(result)
+    assert "'longformer.encoder.layer.1.intermediate.dense.weight' differs" in line and "nothing was written" in line
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    data = json.loads(report.read_text())
+    assert data["status"] == "failed" and not data["check"]["passed"]
+    assert {o["name"]: o["passed"] for o in data["check"]["outputs"]} == {"start_logits": False, "end_logits": False}
+
+
+def test_verify_folder_without_config(cli, checkpoints, tmp_path):
+    result = cli("verify", "--model", tmp_path, "--checkpoint", checkpoints["plain"])
+    assert result.exit_code == 1
+    assert "has no config.json" in one_error_line(result)
+
+
+def test_check_without_tokenizer_uses_three_separators(checkpoints, base_model_no_tokenizer, tmp_path):
+    from transformers import LongformerConfig
+
+    from longformer_action.verify import make_inputs
+
+    config = LongformerConfig.from_pretrained(base_model_no_tokenizer)
+    inputs = make_inputs(tmp_path, config)
+    ids = inputs["input_ids"]
+    assert ((ids == config.sep_token_id).sum(dim=1) == 3).all()
+    assert (ids[:, 0] == config.bos_token_id).all()
+    assert inputs["attention_mask"].sum(dim=1).tolist()[0] > inputs["attention_mask"].sum(dim=1).tolist()[1]
+    # seeded: the same inputs every time
+    assert torch.equal(make_inputs(tmp_path, config)["input_ids"], ids)
