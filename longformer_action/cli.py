@@ -110,6 +110,21 @@ _report_option = click.option(
     default=None,
     help="Also write the JSON report here (written even when the check fails).",
 )
+_module_option = click.option(
+    "--lightning-module",
+    default=None,
+    metavar="PKG.MODULE:CLASS",
+    help="Use your LightningModule's forward as the check's reference (needs --trust-checkpoint: it runs your code).",
+)
+
+
+def _needs_trust(options: dict[str, Any]) -> None:
+    if options.get("lightning_module") and not options.get("trust_checkpoint"):
+        raise click.UsageError(
+            "--lightning-module loads the checkpoint with your class, which unpickles it fully: add --trust-checkpoint"
+        )
+
+
 _prefix_option = click.option(
     "--prefix",
     default="auto",
@@ -160,8 +175,10 @@ _prefix_option = click.option(
 @_report_option
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
 @_trust_option
+@_module_option
 def convert(checkpoint: Path, output: Path, task: str, **options: Any) -> None:
     """Convert a checkpoint into a checked Hugging Face folder."""
+    _needs_trust(options)
     from .pipeline import ConvertOptions
     from .pipeline import convert as run
 
@@ -189,8 +206,10 @@ def convert(checkpoint: Path, output: Path, task: str, **options: Any) -> None:
 @_atol_option
 @_report_option
 @_trust_option
+@_module_option
 def verify(model_dir: Path, checkpoint: Path, **options: Any) -> None:
     """Check an existing folder against the checkpoint it was converted from."""
+    _needs_trust(options)
     from .pipeline import verify as run
 
     def outputs(report: dict[str, Any]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from .errors import CheckFailed, ConversionError
 from .mapping import plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
-from .verify import run_check, saved_dtype
+from .verify import module_reference, run_check, saved_dtype
 
 
 @dataclass
@@ -38,6 +38,7 @@ class ConvertOptions:
     report: Path | None = None
     overwrite: bool = False
     trust_checkpoint: bool = False
+    lightning_module: str | None = None
     token: str | None = None
 
 
@@ -101,8 +102,9 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             stage.detail = f"{len(files)} files, {human_bytes(sum(f.bytes for f in files))}, {config.dtype}"
         if options.check:
             with progress.stage("check", "Check the folder against the checkpoint") as stage:
+                reference = module_reference(options.lightning_module, checkpoint) if options.lightning_module else None
                 state["check"] = check = run_check(
-                    staged.path, ckpt, mapping, config, dtype=options.dtype, atol=options.atol
+                    staged.path, ckpt, mapping, config, dtype=options.dtype, atol=options.atol, reference=reference
                 )
                 stage.detail = _check_line(check)
             if not check.passed:
@@ -155,6 +157,7 @@ def verify(
     report: Path | None = None,
     trust_checkpoint: bool = False,
     prefix: str = "auto",
+    lightning_module: str | None = None,
     progress: Progress,
 ) -> dict[str, Any]:
     """Check an existing folder against a checkpoint; return the report.
@@ -184,7 +187,10 @@ def verify(
         dtype = "keep" if source and source.most_common(1)[0][0] == stored else stored
         state["dtype_requested"], state["dtype_saved"] = dtype, stored
         with progress.stage("check", "Check the folder against the checkpoint") as stage:
-            state["check"] = check = run_check(model_dir, ckpt, mapping, config, dtype=dtype, atol=atol)
+            reference = module_reference(lightning_module, checkpoint) if lightning_module else None
+            state["check"] = check = run_check(
+                model_dir, ckpt, mapping, config, dtype=dtype, atol=atol, reference=reference
+            )
             stage.detail = _check_line(check)
         result = build_report(command="verify", **state)
         if report is not None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import gc
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import Checkpoint
 from .convert import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, mapped_tensors, target_dtype
+from .errors import ConversionError
 from .mapping import ENCODER_TARGET, HEAD_TARGET, KeyMapping
 
 #: Default absolute tolerance on the logits, by the dtype the weights were saved in. float32 weights
@@ -221,6 +222,61 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def module_reference(spec: str, checkpoint: Path) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
+    """The user's own LightningModule, loaded from the checkpoint, as the reference (runs user code).
+
+    ``spec`` is ``package.module:Class``. The module's ``forward(input_ids=..., attention_mask=...,
+    global_attention_mask=...)`` must return the start and end logits: a pair of tensors, an object
+    with ``start_logits`` and ``end_logits``, or one tensor whose last dimension is 2.
+
+    Raises:
+        ConversionError: the class cannot be imported or loaded, or its forward returns something else.
+    """
+    import importlib
+
+    import torch
+
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise ConversionError(
+            f"--lightning-module '{spec}' is not of the form package.module:Class", "write it as my_pkg.qa:QAModule"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConversionError(
+            f"cannot import --lightning-module {spec} ({exc})",
+            "install the package that defines the LightningModule, or put its folder on PYTHONPATH",
+        ) from None
+    try:
+        model = cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:  # user code: any failure is the user's to see, on one line
+        first = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise ConversionError(
+            f"{spec}.load_from_checkpoint failed ({type(exc).__name__}: {first})",
+            "check that --lightning-module is the class that wrote this checkpoint",
+        ) from None
+    model.eval()
+
+    def run(inputs: Mapping[str, Any], global_mask: Any) -> dict[str, Any]:
+        with torch.inference_mode():
+            out = model(**inputs, global_attention_mask=global_mask)
+        if isinstance(out, (tuple, list)) and len(out) == 2:
+            start, end = out
+        elif hasattr(out, "start_logits") and hasattr(out, "end_logits"):
+            start, end = out.start_logits, out.end_logits
+        elif isinstance(out, torch.Tensor) and out.shape[-1] == 2:
+            start, end = (x.squeeze(-1) for x in out.split(1, dim=-1))
+        else:
+            raise ConversionError(
+                f"{spec}.forward returned {type(out).__name__}, not start and end logits",
+                "return (start_logits, end_logits) from forward",
+            )
+        return {"start_logits": start.float().contiguous(), "end_logits": end.float().contiguous()}
+
+    return run
+
+
 def candidate_model(folder: Path) -> tuple[Any, dict[str, list[str]]]:
     """The folder as a downstream job loads it, in float32 and eval mode, with its loading info."""
     import torch
@@ -295,6 +351,7 @@ def run_check(
     *,
     dtype: str = "keep",
     atol: float | None = None,
+    reference: Callable[[Mapping[str, Any], Any], dict[str, Any]] | None = None,
 ) -> CheckResult:
     """Check a folder against the checkpoint it was converted from.
 
@@ -306,6 +363,8 @@ def run_check(
         dtype: the ``--dtype`` the conversion used (``keep`` when verifying an existing folder
             whose dtype matches the checkpoint's).
         atol: absolute tolerance on the logits; default by saved dtype (``DEFAULT_ATOL``).
+        reference: computes the reference logits from the inputs and the global attention mask
+            (see ``module_reference``); default: the checkpoint's encoder and head (``reference_outputs``).
 
     Returns:
         The ``CheckResult``; ``passed`` is false when anything differs.
@@ -329,7 +388,12 @@ def run_check(
         "attention_window": attention_window(config),
         "tokenizer": load_tokenizer(folder) is not None,
     }
-    reference = reference_outputs(tensors, config, inputs)
+    if reference is None:
+        reference_logits = reference_outputs(tensors, config, inputs)
+        result.inputs["reference"] = "the checkpoint's encoder and linear head"
+    else:
+        reference_logits = reference(inputs, question_global_mask(inputs["input_ids"], config.sep_token_id))
+        result.inputs["reference"] = "the LightningModule's forward"
     del tensors
     gc.collect()
 
@@ -344,7 +408,7 @@ def run_check(
             result.failures.append(f"from_pretrained reports {kind.replace('_', ' ')}: {', '.join(keys[:5])}")
     with torch.inference_mode():
         candidate = model(**inputs)
-    result.outputs, failures = compare_outputs(reference, candidate, tolerance)
+    result.outputs, failures = compare_outputs(reference_logits, candidate, tolerance)
     result.failures.extend(failures)
 
     tokenizer = load_tokenizer(folder)

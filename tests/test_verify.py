@@ -202,3 +202,82 @@ def test_check_without_tokenizer_uses_three_separators(checkpoints, base_model_n
     assert inputs["attention_mask"].sum(dim=1).tolist()[0] > inputs["attention_mask"].sum(dim=1).tolist()[1]
     # seeded: the same inputs every time
     assert torch.equal(make_inputs(tmp_path, config)["input_ids"], ids)
+
+
+USER_MODULE = '''
+import torch
+from torch import nn
+import pytorch_lightning as pl
+from transformers import LongformerConfig, LongformerModel
+
+
+class TriviaQA(pl.LightningModule):
+    """The origin layout, with the head applied the way allenai's code applied it."""
+
+    def __init__(self, config_dir: str, lr: float = 1e-3):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = LongformerModel(LongformerConfig.from_pretrained(config_dir))
+        self.qa_outputs = nn.Linear(self.model.config.hidden_size, 2)
+
+    def forward(self, input_ids, attention_mask, global_attention_mask):
+        hidden = self.model(input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask)[0]
+        start, end = self.qa_outputs(hidden).split(1, dim=-1)
+        return start.squeeze(-1), end.squeeze(-1)
+
+    def training_step(self, batch, batch_idx):
+        start, end = self(batch["input_ids"], batch["attention_mask"], batch["global_attention_mask"])
+        loss = nn.functional.cross_entropy(start, batch["start"]) + nn.functional.cross_entropy(end, batch["end"])
+        return loss / 2
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
+'''
+
+
+def test_users_lightning_module_as_reference(cli, base_model, tmp_path, monkeypatch):
+    import importlib
+
+    from longformer_action import demo
+
+    (tmp_path / "user_qa.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("user_qa").TriviaQA(str(base_model))
+    ckpt = demo.fit_and_save(module, demo.qa_batches(base_model, 2), tmp_path / "user.ckpt")
+    out, report = tmp_path / "model", tmp_path / "report.json"
+
+    refused = cli(
+        "convert",
+        "--checkpoint",
+        ckpt,
+        "--output",
+        out,
+        "--base-model",
+        base_model,
+        "--lightning-module",
+        "user_qa:TriviaQA",
+    )
+    assert refused.exit_code == 2 and "--trust-checkpoint" in refused.stderr
+    assert not out.exists()
+
+    result = cli(
+        "convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model, "--report", report,
+        "--lightning-module", "user_qa:TriviaQA", "--trust-checkpoint",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    check = json.loads(report.read_text())["check"]
+    assert check["inputs"]["reference"] == "the LightningModule's forward"
+    assert check["passed"] and check["max_abs_diff"] < 1e-5
+
+    # the user's module is a real reference: a folder with a tampered head fails against it
+    _rewrite(out, _zero_head_bias)
+    result = cli(
+        "verify", "--model", out, "--checkpoint", ckpt, "--lightning-module", "user_qa:TriviaQA", "--trust-checkpoint"
+    )
+    assert result.exit_code == EXIT_CHECK_FAILED
+    assert "end_logits" in one_error_line(result)
+
+    missing = cli(
+        "verify", "--model", out, "--checkpoint", ckpt, "--lightning-module", "nope_pkg:X", "--trust-checkpoint"
+    )
+    assert missing.exit_code == 1 and "cannot import --lightning-module nope_pkg:X" in one_error_line(missing)
