@@ -137,7 +137,7 @@ def attention_window(config: Any) -> int:
 
 
 def make_inputs(folder: Path, config: Any, *, seed: int = 0) -> dict[str, Any]:
-    """Two question-answering samples of different lengths, padded, longer than one attention window.
+    """Two question-answering samples of different lengths, padded, longer than the one-sided attention window.
 
     With the folder's tokenizer when it has one (a question and a context); otherwise token ids in
     the ``<s> question </s></s> context </s>`` shape with exactly three separators, from a seeded
@@ -147,12 +147,16 @@ def make_inputs(folder: Path, config: Any, *, seed: int = 0) -> dict[str, Any]:
 
     window = attention_window(config)
     max_len = config.max_position_embeddings - config.pad_token_id - 2
-    target = min(max(window + window // 2 + 8, 48), max_len)
+    # longer than the one-sided window (window // 2), so that the first tokens cannot see the last
+    # ones and the sliding window decides what each token attends to; Longformer pads to a
+    # multiple of ``window``, so this costs one window of compute per sample
+    one_sided = window // 2
+    target = min(max(one_sided + one_sided // 2 + 8, 48), max_len)
     sep, cls, pad = config.sep_token_id, config.bos_token_id, config.pad_token_id
     tokenizer = load_tokenizer(folder)
     generator = torch.Generator().manual_seed(seed)
     rows: list[list[int]] = []
-    for length in (target, max(target * 2 // 3, window + 4)):
+    for length in (target, max(target * 2 // 3, one_sided + 4)):
         if tokenizer is not None:
             q = tokenizer(SAMPLE_QUESTION, add_special_tokens=False)["input_ids"]
             c = tokenizer(SAMPLE_CONTEXT, add_special_tokens=False)["input_ids"]
