@@ -106,6 +106,7 @@ def _download(repo_id: str, *, revision: str | None, token: str | None) -> tuple
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -133,7 +134,17 @@ def _download(repo_id: str, *, revision: str | None, token: str | None) -> tuple
             f"base model {repo_id} is neither a local folder nor a model on the Hub (or it is private)",
             "check the id, pass a token in HF_TOKEN for a private model, or pass a local folder",
         ) from None
+    except HFValidationError:
+        raise BaseModelError(
+            f"base model {repo_id} is neither a local folder nor a valid Hub id",
+            "pass a folder holding config.json, or a Hub id such as allenai/longformer-base-4096",
+        ) from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", None) == 401:
+            raise BaseModelError(
+                f"the Hub answered 401 Unauthorized for {repo_id}",
+                "check the token in HF_TOKEN (renew it if it expired, or unset it for a public model)",
+            ) from None
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise BaseModelError(
             f"cannot fetch {repo_id} from the Hub ({first})",
