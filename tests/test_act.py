@@ -1,0 +1,158 @@
+"""The whole action under nektos/act, an independent implementation of GitHub's runner.
+
+Runs ``.github/workflows/self-test.yml`` with ``act-run.sh`` (from the ``shared/ci`` folder beside the
+repository): the conversion job green, its artifact in act's artifact server, the downstream job
+loading the model, the must-fail job failing where it should, and the matrix merged downstream.
+
+The image is built once, here, from the real Dockerfile, and handed to the workflow through the
+``LONGFORMER_CONVERT_IMAGE`` variable; on GitHub that variable is unset and the jobs build it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_TOOLS = ROOT.parent / "shared" / "ci"
+ACT_RUN = CI_TOOLS / "act-run.sh"
+ENGINE = CI_TOOLS / "container-engine.sh"
+IMAGE = "localhost/longformer-convert:act"
+WORKFLOW = yaml.safe_load((ROOT / ".github" / "workflows" / "self-test.yml").read_text())
+
+pytestmark = pytest.mark.act
+
+
+def _require_tools() -> None:
+    missing = [str(p) for p in (ACT_RUN, ENGINE) if not p.is_file()]
+    if not missing:
+        return
+    reason = f"act-run.sh and container-engine.sh are needed to run workflows under act; missing: {missing}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    print(f"SKIP: {reason}")
+    pytest.skip(reason)
+
+
+def _engine() -> str:
+    return shutil.which("podman") or shutil.which("docker") or "podman"
+
+
+def _build_image(tmp: Path) -> None:
+    """Build the image from the real Dockerfile; where the CPU index is unreachable, from local wheels."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    args = [_engine(), "build", "--tag", IMAGE]
+    index_args = re.findall(r"^ARG\s+(\w+)=\S*download\.pytorch\.org\S*", dockerfile, re.MULTILINE)
+    if index_args and "PIP_FIND_LINKS" in dockerfile:
+        wheels = tmp / "wheels"
+        pins = (
+            re.findall(r"^(torch==[\w.+]+)", (ROOT / "requirements" / "torch.txt").read_text(), re.MULTILINE)
+            if (ROOT / "requirements" / "torch.txt").is_file()
+            else ["torch==2.13.0"]
+        )
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", pins[0], "-d", str(wheels)], check=True
+        )
+        args += ["--volume", f"{wheels}:/wheels:ro", "--build-arg", "PIP_FIND_LINKS=/wheels"]
+        args += [a for name in index_args for a in ("--build-arg", f"{name}=")]
+    subprocess.run([*args, str(ROOT)], check=True)
+
+
+@pytest.fixture(scope="module")
+def act_run(tmp_path_factory: pytest.TempPathFactory):
+    _require_tools()
+    tmp = tmp_path_factory.mktemp("act")
+    subprocess.run(["bash", str(ENGINE), "setup"], check=True)
+    _build_image(tmp)
+    artifacts = tmp / "artifacts"
+    env = {**os.environ, "ACT_ARTIFACTS": str(artifacts)}
+    for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_WORKSPACE", "RUNNER_TEMP"):
+        env.pop(name, None)
+    command = [
+        "bash", str(ACT_RUN), str(ROOT),
+        "-W", ".github/workflows/self-test.yml",
+        "--var", f"LONGFORMER_CONVERT_IMAGE={IMAGE}",
+    ]  # fmt: skip
+    start = time.monotonic()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    seconds = time.monotonic() - start
+    log = result.stdout + result.stderr
+    (tmp / "act.log").write_text(log)
+    print(f"act ran self-test.yml in {seconds:.0f} s (exit {result.returncode}); log: {tmp / 'act.log'}")
+    return result.returncode, log, artifacts, seconds
+
+
+def _job_lines(log: str, job: str) -> list[str]:
+    """act prefixes a job's lines with ``[workflow/job name]`` (``-1``, ``-2`` ... for matrix cells)."""
+    name = WORKFLOW["jobs"][job].get("name", job)
+    return [line for line in log.splitlines() if re.match(rf"^\[self-test/{re.escape(name)}(-\d+)?\]", line)]
+
+
+def _succeeded(log: str, job: str) -> bool:
+    return any("Job succeeded" in line for line in _job_lines(log, job))
+
+
+def _artifact_files(artifacts: Path, name: str) -> set[str]:
+    folders = [p for p in artifacts.rglob(name) if p.is_dir()]
+    assert folders, f"no artifact {name!r} under {artifacts}: {sorted(p.name for p in artifacts.rglob('*'))[:40]}"
+    files: set[str] = set()
+    for path in folders[0].rglob("*"):
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                files |= set(archive.namelist())
+        elif path.is_file():
+            files.add(path.relative_to(folders[0]).as_posix())
+    return files
+
+
+def test_workflow_is_green(act_run):
+    status, log, _, seconds = act_run
+    assert status == 0, log[-6000:]
+    assert seconds < 600
+
+
+def test_convert_job_publishes_the_folder(act_run):
+    _, log, artifacts, _ = act_run
+    assert _succeeded(log, "convert"), "\n".join(_job_lines(log, "convert")[-60:])
+    lines = "\n".join(_job_lines(log, "convert"))
+    assert "Success - Main Convert" in lines and "Success - Main Check the outputs" in lines
+    files = _artifact_files(artifacts, "self-test-model")
+    assert {"config.json", "model.safetensors", "README.md", "conversion-report.json"} <= {Path(f).name for f in files}
+
+
+def test_downstream_job_loads_the_model_and_answers(act_run):
+    _, log, _, _ = act_run
+    assert _succeeded(log, "use-model"), "\n".join(_job_lines(log, "use-model")[-60:])
+    answers = [line for line in _job_lines(log, "use-model") if "answer: Where is the Eiffel Tower? -> '" in line]
+    assert answers, "\n".join(_job_lines(log, "use-model")[-60:])
+
+
+def test_must_fail_job_fails_where_it_should(act_run):
+    _, log, _, _ = act_run
+    lines = _job_lines(log, "must-fail")
+    text = "\n".join(lines)
+    assert "Failure - Main Convert the bad checkpoint (must fail)" in text, text[-4000:]
+    assert "Failure - Main Give a bad input (must fail)" in text
+    assert "::error title=longformer-convert%3A checkpoint failed::" in text  # the CLI's own annotation
+    assert "Invalid input 'dtype'" in text
+    assert "Success - Main Both failed, at the right step, and published nothing" in text
+    assert _succeeded(log, "must-fail")
+
+
+def test_matrix_uploads_one_artifact_per_cell_and_merges(act_run):
+    _, log, artifacts, _ = act_run
+    for cell in ("wrapped", "origin"):
+        assert "config.json" in {Path(f).name for f in _artifact_files(artifacts, f"sweep-{cell}")}
+    assert _succeeded(log, "sweep-merge"), "\n".join(_job_lines(log, "sweep-merge")[-60:])
+    merged = "\n".join(_job_lines(log, "sweep-merge"))
+    assert "sweep-origin LongformerForQuestionAnswering float16" in merged
+    assert "sweep-wrapped LongformerForQuestionAnswering float32" in merged
