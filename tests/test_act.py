@@ -94,7 +94,7 @@ def act_run(tmp_path_factory: pytest.TempPathFactory):
 def _job_lines(log: str, job: str) -> list[str]:
     """act prefixes a job's lines with ``[workflow/job name]`` (``-1``, ``-2`` ... for matrix cells)."""
     name = WORKFLOW["jobs"][job].get("name", job)
-    return [line for line in log.splitlines() if re.match(rf"^\[self-test/{re.escape(name)}(-\d+)?\]", line)]
+    return [line for line in log.splitlines() if re.match(rf"^\[self-test/{re.escape(name)}(-\d+)?\s*\]", line)]
 
 
 def _succeeded(log: str, job: str) -> bool:
