@@ -54,13 +54,11 @@ def _build_image(tmp: Path) -> None:
     index_args = re.findall(r"^ARG\s+(\w+)=\S*download\.pytorch\.org\S*", dockerfile, re.MULTILINE)
     if index_args and "PIP_FIND_LINKS" in dockerfile:
         wheels = tmp / "wheels"
-        pins = (
-            re.findall(r"^(torch==[\w.+]+)", (ROOT / "requirements" / "torch.txt").read_text(), re.MULTILINE)
-            if (ROOT / "requirements" / "torch.txt").is_file()
-            else ["torch==2.13.0"]
-        )
+        pin = re.search(r"torch==[\w.]+", dockerfile)
+        assert pin, "the Dockerfile pins torch"
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", pins[0], "-d", str(wheels)], check=True
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", pin.group(0), "-d", str(wheels)],
+            check=True,
         )
         args += ["--volume", f"{wheels}:/wheels:ro", "--build-arg", "PIP_FIND_LINKS=/wheels"]
         args += [a for name in index_args for a in ("--build-arg", f"{name}=")]
