@@ -1,0 +1,305 @@
+"""The real image, built from the real Dockerfile, run the way GitHub's runner runs a container step.
+
+The runner starts the container as root with ``--workdir /github/workspace``, its own folders mounted
+under ``/github``, and ``GITHUB_*`` variables rewritten to those container paths. Here the workspace,
+``_temp`` and its subfolders are owned by the runner's user (uid 1001 on GitHub's hosted runners), so
+every root-owned file left behind is one the container wrote and did not hand back.
+
+The image is built once per session. Where PyTorch's CPU index cannot be reached, the CPU wheel is
+taken from ``build/wheels`` (``pip download --no-deps torch==PIN -d build/wheels``), as ``.ci/run`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = "localhost/longformer-convert:test"
+WHEELS = ROOT / "build" / "wheels"
+RUNNER_UID = 1001
+CONTAINER_WORKSPACE = "/github/workspace"
+
+pytestmark = pytest.mark.container
+
+
+def _engine() -> str:
+    # podman keeps exit statuses; docker through podman's API socket does not, so podman comes first
+    found = shutil.which("podman") or shutil.which("docker")
+    if found:
+        return found
+    reason = "neither podman nor docker is installed, so the image cannot be built and run"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI must run the container tests)")
+    print(f"SKIP: {reason}")
+    pytest.skip(reason)
+
+
+def _torch_pin() -> str:
+    pins = re.findall(r"\btorch==([\w.+]+)", (ROOT / "Dockerfile").read_text())
+    assert len(set(pins)) == 1, f"the Dockerfile should pin torch exactly once, found {pins}"
+    return pins[0]
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    return _engine()
+
+
+@pytest.fixture(scope="session")
+def image(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Build the image from the repository's Dockerfile; returns its tag."""
+    args = [engine, "build", "--tag", IMAGE]
+    wheels = sorted(WHEELS.glob(f"torch-{_torch_pin()}*.whl"))
+    if wheels and Path(engine).name == "podman":
+        # PyTorch's CPU index is out of reach: take the CPU wheel from build/wheels instead
+        args += ["--volume", f"{WHEELS}:/wheels:ro", "--build-arg", "PIP_FIND_LINKS=/wheels"]
+        args += ["--build-arg", "TORCH_INDEX_URL="]
+    log = tmp_path_factory.mktemp("image") / "build.log"
+    start = time.monotonic()
+    with log.open("w") as out:
+        result = subprocess.run([*args, str(ROOT)], stdout=out, stderr=subprocess.STDOUT, timeout=3600)
+    seconds = time.monotonic() - start
+    tail = "\n".join(log.read_text().splitlines()[-40:])
+    assert result.returncode == 0, f"building the image failed after {seconds:.0f} s:\n{tail}"
+    size = subprocess.run(
+        [engine, "image", "inspect", "--format", "{{.Size}}", IMAGE], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    print(f"built {IMAGE} in {seconds:.0f} s, {int(size) / 1e9:.2f} GB ({'local wheels' if wheels else 'CPU index'})")
+    return IMAGE
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    """A ``GITHUB_OUTPUT`` file read as the runner reads it: ``name<<DELIM`` ... ``DELIM`` and ``name=value``."""
+    values: dict[str, str] = {}
+    if not text:
+        return values
+    lines = text.split("\n")
+    assert lines[-1] == "", "the file should end with a newline"
+    lines.pop()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = line.split("<<", 1)
+            assert name and delimiter, f"malformed heredoc header {line!r}"
+            assert delimiter in lines[i + 1 :], f"heredoc {name!r} is not terminated by {delimiter!r}"
+            end = lines.index(delimiter, i + 1)
+            values[name] = "\n".join(lines[i + 1 : end])
+            i = end + 1
+        else:
+            name, value = line.split("=", 1)
+            values[name] = value
+            i += 1
+    return values
+
+
+class ContainerStep:
+    """The runner's folders for one job (``_work/<repo>/<repo>`` and ``_work/_temp``) and its ``docker run``."""
+
+    def __init__(self, engine: str, image: str, root: Path) -> None:
+        self.engine, self.image = engine, image
+        self.workspace = root / "_work" / "repo" / "repo"
+        self.temp = root / "_work" / "_temp"
+        self.file_commands = self.temp / "_runner_file_commands"
+        self.output = self.file_commands / "output"
+        self.summary = self.file_commands / "summary"
+        for folder in (self.workspace, self.file_commands, self.temp / "_github_home", self.temp / "_github_workflow"):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.output.touch()
+        self.summary.touch()
+        self.root = root
+        self.owner = (RUNNER_UID, RUNNER_UID) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+
+    def hand_to_runner_user(self) -> None:
+        """Own everything as the runner's user, as the runner's own folders are before a step."""
+        for path in [self.root, *self.root.rglob("*")]:
+            os.chown(path, *self.owner, follow_symlinks=False)
+
+    def not_owned(self) -> list[str]:
+        """Paths under the runner's folders that its user does not own (written by the container as root)."""
+        paths = [self.root, *self.root.rglob("*")]
+        return sorted(
+            f"{p.relative_to(self.root)} ({p.lstat().st_uid}:{p.lstat().st_gid})"
+            for p in paths
+            if (p.lstat().st_uid, p.lstat().st_gid) != self.owner
+        )
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        mounts = {
+            self.workspace: CONTAINER_WORKSPACE,
+            self.temp / "_github_home": "/github/home",
+            self.temp / "_github_workflow": "/github/workflow",
+            self.file_commands: "/github/file_commands",
+            self.temp: "/github/runner_temp",
+        }
+        environment = {
+            "GITHUB_ACTIONS": "true",
+            "CI": "true",
+            "HOME": "/github/home",
+            "GITHUB_WORKSPACE": CONTAINER_WORKSPACE,
+            "GITHUB_OUTPUT": "/github/file_commands/output",
+            "GITHUB_STEP_SUMMARY": "/github/file_commands/summary",
+            "GITHUB_RUN_ID": "1",
+            "GITHUB_REPOSITORY": "owner/repo",
+            "RUNNER_TEMP": "/github/runner_temp",
+            "RUNNER_OS": "Linux",
+            **(env or {}),
+        }
+        command = [self.engine, "run", "--rm", "--name", f"longformer-test-{secrets.token_hex(4)}"]
+        command += ["--workdir", CONTAINER_WORKSPACE]
+        for host, container in mounts.items():
+            command += ["--volume", f"{host}:{container}"]
+        for name, value in environment.items():
+            command += ["--env", f"{name}={value}"]
+        return subprocess.run([*command, self.image, *args], capture_output=True, text=True, timeout=900)
+
+
+def _stage(step: ContainerStep, checkpoint: Path, base_model: Path) -> None:
+    (step.workspace / "checkpoints").mkdir()
+    shutil.copy2(checkpoint, step.workspace / "checkpoints" / "best.ckpt")
+    shutil.copytree(base_model, step.workspace / "base")
+    step.hand_to_runner_user()
+
+
+def _workflow_commands(result: subprocess.CompletedProcess[str], name: str) -> list[str]:
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith(f"::{name}")]
+
+
+def _convert_args(checkpoint: str) -> list[str]:
+    # container paths, as action.yml passes them
+    return [
+        "convert",
+        "--checkpoint", f"{CONTAINER_WORKSPACE}/{checkpoint}",
+        "--output", f"{CONTAINER_WORKSPACE}/model",
+        "--base-model", f"{CONTAINER_WORKSPACE}/base",
+    ]  # fmt: skip
+
+
+# --- the image itself ------------------------------------------------------------------------------
+
+
+def test_help_runs_and_does_not_import_torch(engine, image):
+    # PYTHONPROFILEIMPORTTIME makes the interpreter list every module it imports on stderr
+    result = subprocess.run(
+        [engine, "run", "--rm", "--env", "PYTHONPROFILEIMPORTTIME=1", image, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("Usage: longformer-convert")
+    for command in ("convert", "verify", "inspect", "demo"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), result.stdout
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "click" in imported and "longformer_action.cli" in imported, sorted(imported)[:50]
+    heavy = sorted(m for m in imported if m.split(".")[0] in {"torch", "transformers", "pytorch_lightning"})
+    assert heavy == [], f"--help imported {heavy[:10]}"
+
+
+@pytest.mark.parametrize("command", ["convert", "verify", "inspect", "demo"])
+def test_every_command_has_help_in_the_image(engine, image, command):
+    result = subprocess.run([engine, "run", "--rm", image, command, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: longformer-convert {command} [OPTIONS]")
+
+
+def test_image_runs_as_root_from_the_venv_entrypoint(engine, image):
+    result = subprocess.run(
+        [engine, "image", "inspect", "--format", "{{json .Config}}", image], capture_output=True, text=True, check=True
+    )
+    config = json.loads(result.stdout)
+    assert config["Entrypoint"] == ["/opt/venv/bin/longformer-convert"]
+    assert config.get("User", "") in ("", "root"), "GitHub's docs: no USER in an action's Dockerfile"
+    assert config.get("WorkingDir", "") in ("", "/"), "GitHub's docs: no WORKDIR in an action's Dockerfile"
+    assert "org.opencontainers.image.title" in (config.get("Labels") or {})
+
+
+# --- a conversion, as a container step -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def converted(engine, image, checkpoints, base_model, tmp_path_factory) -> tuple[ContainerStep, object]:
+    step = ContainerStep(engine, image, tmp_path_factory.mktemp("runner"))
+    _stage(step, checkpoints["wrapped-pytorch_lightning"], base_model)
+    start = time.monotonic()
+    result = step.run(*_convert_args("checkpoints/best.ckpt"))
+    print(f"container step: convert took {time.monotonic() - start:.1f} s")
+    return step, result
+
+
+def test_convert_exits_0_without_errors(converted):
+    _, result = converted
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert _workflow_commands(result, "error") == []
+    assert not [line for line in result.stdout.splitlines() if line.startswith("::")], "stdout is for data"
+
+
+def test_outputs_follow_the_heredoc_rules(converted):
+    step, result = converted
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = parse_outputs(step.output.read_text())
+    assert set(outputs) == {"model-dir", "report", "max-abs-diff"}
+    assert outputs["model-dir"] == f"{CONTAINER_WORKSPACE}/model"
+    assert outputs["report"] == f"{CONTAINER_WORKSPACE}/model/conversion-report.json"
+    report = json.loads((step.workspace / "model" / "conversion-report.json").read_text())
+    assert report["status"] == "ok"
+    diff = float(outputs["max-abs-diff"])
+    assert diff == pytest.approx(report["check"]["max_abs_diff"], rel=1e-5, abs=1e-12)
+    assert diff <= report["check"]["atol"]
+
+
+def test_folder_loads_on_the_host(converted):
+    from transformers import AutoModelForQuestionAnswering, LongformerForQuestionAnswering
+
+    step, result = converted
+    assert result.returncode == 0, result.stderr[-4000:]
+    model, info = AutoModelForQuestionAnswering.from_pretrained(step.workspace / "model", output_loading_info=True)
+    assert isinstance(model, LongformerForQuestionAnswering)
+    assert info["missing_keys"] == set() or info["missing_keys"] == []
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+
+
+def test_summary_has_the_check_table(converted):
+    step, result = converted
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = step.summary.read_text()
+    assert summary.startswith("## Longformer conversion: converted and checked")
+    assert "| output | shape | max abs diff | max rel diff | tolerance | result |" in summary
+    rows = [line for line in summary.splitlines() if line.startswith("| `") and "logits" in line]
+    assert len(rows) == 2 and all(row.endswith("| pass |") for row in rows), rows
+
+
+def test_no_root_owned_files_are_left_behind(converted):
+    step, result = converted
+    assert result.returncode == 0, result.stderr[-4000:]
+    written = list((step.workspace / "model").rglob("*"))
+    assert len(written) >= 3, written  # config.json, weights, report: the check below has something to see
+    assert step.not_owned() == []
+
+
+def test_bad_checkpoint_fails_with_one_error_and_no_folder(engine, image, base_model, tmp_path):
+    step = ContainerStep(engine, image, tmp_path / "runner")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are training notes, not a checkpoint\n")
+    _stage(step, notes, base_model)
+    result = step.run(*_convert_args("checkpoints/best.ckpt"))
+    assert result.returncode == 1, result.stderr[-4000:]
+    errors = _workflow_commands(result, "error")
+    assert len(errors) == 1, result.stderr[-4000:]
+    assert "best.ckpt" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (step.workspace / "model").exists()
+    assert parse_outputs(step.output.read_text()) == {}
+    assert "## Longformer conversion failed" in step.summary.read_text()
+    assert step.not_owned() == []
