@@ -266,8 +266,7 @@ def test_folder_loads_on_the_host(converted):
     assert result.returncode == 0, result.stderr[-4000:]
     model, info = AutoModelForQuestionAnswering.from_pretrained(step.workspace / "model", output_loading_info=True)
     assert isinstance(model, LongformerForQuestionAnswering)
-    assert info["missing_keys"] == set() or info["missing_keys"] == []
-    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
 
 
 def test_summary_has_the_check_table(converted):
