@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import parse_github_output
+
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "localhost/longformer-convert:test"
 WHEELS = ROOT / "build" / "wheels"
@@ -75,31 +77,6 @@ def image(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     ).stdout.strip()
     print(f"built {IMAGE} in {seconds:.0f} s, {int(size) / 1e9:.2f} GB ({'local wheels' if wheels else 'CPU index'})")
     return IMAGE
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    """A ``GITHUB_OUTPUT`` file read as the runner reads it: ``name<<DELIM`` ... ``DELIM`` and ``name=value``."""
-    values: dict[str, str] = {}
-    if not text:
-        return values
-    lines = text.split("\n")
-    assert lines[-1] == "", "the file should end with a newline"
-    lines.pop()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            assert name and delimiter, f"malformed heredoc header {line!r}"
-            assert delimiter in lines[i + 1 :], f"heredoc {name!r} is not terminated by {delimiter!r}"
-            end = lines.index(delimiter, i + 1)
-            values[name] = "\n".join(lines[i + 1 : end])
-            i = end + 1
-        else:
-            name, value = line.split("=", 1)
-            values[name] = value
-            i += 1
-    return values
 
 
 class ContainerStep:
@@ -248,7 +225,7 @@ def test_convert_exits_0_without_errors(converted):
 def test_outputs_follow_the_heredoc_rules(converted):
     step, result = converted
     assert result.returncode == 0, result.stderr[-4000:]
-    outputs = parse_outputs(step.output.read_text())
+    outputs = parse_github_output(step.output.read_text())
     assert set(outputs) == {"model-dir", "report", "max-abs-diff"}
     assert outputs["model-dir"] == f"{CONTAINER_WORKSPACE}/model"
     assert outputs["report"] == f"{CONTAINER_WORKSPACE}/model/conversion-report.json"
@@ -299,6 +276,6 @@ def test_bad_checkpoint_fails_with_one_error_and_no_folder(engine, image, base_m
     assert "best.ckpt" in errors[0]
     assert "Traceback" not in result.stderr
     assert not (step.workspace / "model").exists()
-    assert parse_outputs(step.output.read_text()) == {}
+    assert parse_github_output(step.output.read_text()) == {}
     assert "## Longformer conversion failed" in step.summary.read_text()
     assert step.not_owned() == []

@@ -16,33 +16,13 @@ import yaml
 
 from longformer_action.gha import command, escape_data, escape_property, heredoc_entry
 
+from .helpers import parse_github_output
+
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 
 
 # --- what the runner does with the lines and files a step writes ------------------------------------
-
-
-def parse_file_commands(text: str) -> dict[str, str]:
-    """Parse a GITHUB_OUTPUT file as the runner does: ``name=value`` lines and ``name<<DELIM`` heredocs."""
-    values: dict[str, str] = {}
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            assert name and delimiter, f"malformed heredoc header {line!r}"
-            end = lines.index(delimiter, i + 1)  # ValueError: unterminated, the runner fails the step
-            values[name] = "\n".join(lines[i + 1 : end])
-            i = end + 1
-        else:
-            name, value = line.split("=", 1)
-            values[name] = value
-            i += 1
-    return values
 
 
 def unescape_data(text: str) -> str:
@@ -108,7 +88,7 @@ class Runner:
         return env
 
     def outputs(self) -> dict[str, str]:
-        return parse_file_commands(self.output.read_text())
+        return parse_github_output(self.output.read_text())
 
     def cli(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -152,7 +132,7 @@ def test_escaping_of_messages_and_properties():
 @pytest.mark.parametrize("value", ["", "plain", "two\nlines\n", "x=y<<EOF", "ghadelimiter_0\nEOF"])
 def test_heredoc_outputs_round_trip(value):
     text = heredoc_entry("first", value) + heredoc_entry("second-name", "after")
-    assert parse_file_commands(text) == {"first": value, "second-name": "after"}
+    assert parse_github_output(text) == {"first": value, "second-name": "after"}
 
 
 # --- the CLI in Actions mode ------------------------------------------------------------------------
