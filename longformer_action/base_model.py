@@ -11,8 +11,6 @@ from typing import Any
 
 from .errors import BaseModelError
 
-DEFAULT_BASE_MODEL = "allenai/longformer-base-4096"
-
 #: Files copied into the output folder when the base model has them.
 TOKENIZER_FILES = (
     "tokenizer.json",

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .choices import DEFAULT_BASE_MODEL, DTYPES, TASKS
 from .errors import CheckFailed, ConversionError
 
 # Interpreter teardown garbage-collects every object torch and transformers built (about 1 s on 2
@@ -22,8 +23,6 @@ from .errors import CheckFailed, ConversionError
 # import, so it runs after every handler registered later.
 atexit.register(gc.freeze)
 
-DEFAULT_BASE_MODEL = "allenai/longformer-base-4096"
-DTYPES = ("keep", "float32", "float16", "bfloat16")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -152,7 +151,7 @@ _prefix_option = click.option(
 @click.option("--revision", default=None, help="Branch, tag or commit of a Hub base model.")
 @click.option(
     "--task",
-    type=click.Choice(["question-answering"]),
+    type=click.Choice(TASKS),
     default="question-answering",
     show_default=True,
     help="The model's task.",

@@ -25,7 +25,6 @@ from .checkpoint import Checkpoint, is_tensor
 from .errors import MappingError, OutputError
 from .mapping import KeyMapping, plan_mapping
 
-DTYPES = ("keep", "float32", "float16", "bfloat16")
 ARCHITECTURE = "LongformerForQuestionAnswering"
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"

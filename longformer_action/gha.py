@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from .choices import DTYPES, TASKS
 from .progress import Progress
 
 #: GitHub drops a step summary larger than this (it does not truncate it).
@@ -134,8 +135,6 @@ ARTIFACT_DOWNLOAD_DIR = "longformer-convert/checkpoint-artifact"
 
 _BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _ARTIFACT_NAME_FORBIDDEN = '":<>|*?\r\n\\/'
-_DTYPES = ("keep", "float32", "float16", "bfloat16")
-_TASKS = ("question-answering",)
 
 
 class InputError(ValueError):
@@ -230,7 +229,7 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
     plan["base-model"] = base
     plan["revision"] = get("revision")
     task = get("task")
-    if task not in _TASKS:
+    if task not in TASKS:
         raise InputError(
             "task",
             f"is '{task}'; the only task is question-answering",
@@ -238,11 +237,11 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
         )
     plan["task"] = task
     dtype = get("dtype")
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise InputError(
             "dtype",
-            f"is '{dtype}', not one of {', '.join(_DTYPES)}",
-            f"write e.g. `dtype: float16`; one of {', '.join(_DTYPES)}",
+            f"is '{dtype}', not one of {', '.join(DTYPES)}",
+            f"write e.g. `dtype: float16`; one of {', '.join(DTYPES)}",
         )
     plan["dtype"] = dtype
     output = get("output-dir")
