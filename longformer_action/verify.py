@@ -136,10 +136,10 @@ def attention_window(config: Any) -> int:
     return int(max(window)) if isinstance(window, (list, tuple)) else int(window)
 
 
-def make_inputs(folder: Path, config: Any, *, seed: int = 0) -> dict[str, Any]:
-    """Two question-answering samples of different lengths, padded, longer than the one-sided attention window.
+def make_inputs(config: Any, tokenizer: Any = None, *, seed: int = 0) -> dict[str, Any]:
+    """Two question-answering samples of different lengths, padded, longer than the one-sided window.
 
-    With the folder's tokenizer when it has one (a question and a context); otherwise token ids in
+    With the tokenizer when there is one (a question and a context); otherwise token ids in
     the ``<s> question </s></s> context </s>`` shape with exactly three separators, from a seeded
     generator.
     """
@@ -153,7 +153,6 @@ def make_inputs(folder: Path, config: Any, *, seed: int = 0) -> dict[str, Any]:
     one_sided = window // 2
     target = min(max(one_sided + one_sided // 2 + 8, 48), max_len)
     sep, cls, pad = config.sep_token_id, config.bos_token_id, config.pad_token_id
-    tokenizer = load_tokenizer(folder)
     generator = torch.Generator().manual_seed(seed)
     rows: list[list[int]] = []
     for length in (target, max(target * 2 // 3, one_sided + 4)):
@@ -384,13 +383,14 @@ def run_check(
     result.tensors_compared, result.tensor_failures = compare_tensors(folder, tensors, dtype)
     result.failures.extend(result.tensor_failures)
 
-    inputs = make_inputs(folder, config)
+    tokenizer = load_tokenizer(folder)
+    inputs = make_inputs(config, tokenizer)
     result.inputs = {
         "batch": int(inputs["input_ids"].shape[0]),
         "lengths": [int(n) for n in inputs["attention_mask"].sum(dim=1)],
         "padded_to": int(inputs["input_ids"].shape[1]),
         "attention_window": attention_window(config),
-        "tokenizer": load_tokenizer(folder) is not None,
+        "tokenizer": tokenizer is not None,
     }
     if reference is None:
         reference_logits = reference_outputs(tensors, config, inputs)
@@ -415,7 +415,6 @@ def run_check(
     result.outputs, failures = compare_outputs(reference_logits, candidate, tolerance)
     result.failures.extend(failures)
 
-    tokenizer = load_tokenizer(folder)
     if tokenizer is not None:
         answer = decode_answer(tokenizer, inputs["input_ids"][0], candidate.start_logits[0], candidate.end_logits[0])
         result.answer = {"question": SAMPLE_QUESTION, "answer": answer}

@@ -195,13 +195,13 @@ def test_check_without_tokenizer_uses_three_separators(checkpoints, base_model_n
     from longformer_action.verify import make_inputs
 
     config = LongformerConfig.from_pretrained(base_model_no_tokenizer)
-    inputs = make_inputs(tmp_path, config)
+    inputs = make_inputs(config)
     ids = inputs["input_ids"]
     assert ((ids == config.sep_token_id).sum(dim=1) == 3).all()
     assert (ids[:, 0] == config.bos_token_id).all()
     assert inputs["attention_mask"].sum(dim=1).tolist()[0] > inputs["attention_mask"].sum(dim=1).tolist()[1]
     # seeded: the same inputs every time
-    assert torch.equal(make_inputs(tmp_path, config)["input_ids"], ids)
+    assert torch.equal(make_inputs(config)["input_ids"], ids)
 
 
 USER_MODULE = '''
