@@ -279,3 +279,26 @@ def test_bad_checkpoint_fails_with_one_error_and_no_folder(engine, image, base_m
     assert parse_github_output(step.output.read_text()) == {}
     assert "## Longformer conversion failed" in step.summary.read_text()
     assert step.not_owned() == []
+
+
+def test_docker_run_as_the_user_outside_actions(engine, image, checkpoints, base_model, tmp_path):
+    # the README's `docker run` on a laptop: the caller's uid, HOME somewhere writable, a mounted folder
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(checkpoints["plain"], work / "best.ckpt")
+    shutil.copytree(base_model, work / "base")
+    os.chmod(work, 0o777)
+    result = subprocess.run(
+        [
+            engine, "run", "--rm", "--user", "1234:1234", "--env", "HOME=/tmp", "--volume", f"{work}:/work",
+            image, "convert", "--checkpoint", "/work/best.ckpt", "--output", "/work/model",
+            "--base-model", "/work/base",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "::" not in result.stderr, "no workflow commands outside Actions"
+    assert (work / "model" / "model.safetensors").stat().st_uid == 1234
+    assert json.loads((work / "model" / "conversion-report.json").read_text())["check"]["passed"]
