@@ -171,14 +171,19 @@ def unsafe_globals(path: Path) -> list[str]:
     Nothing is imported or run: the pickle opcodes are read, not executed.
     """
     replaced: set[str] = set()
-    _torch_load(path, file_format=_detect_format(path), pickle_module=_restricted_pickle_module(replaced))
+    _torch_load(path, file_format=detect_format(path), pickle_module=_restricted_pickle_module(replaced))
     return sorted(replaced)
 
 
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _detect_format(path: Path) -> str:
+def detect_format(path: Path) -> str:
+    """``zip``, ``legacy`` or ``safetensors``, from the file's first bytes.
+
+    Raises:
+        CheckpointError: the path is missing, a directory, empty, a truncated zip, or not a checkpoint.
+    """
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist", "check the --checkpoint path")
     if path.is_dir():
@@ -306,7 +311,7 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
         CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state dict.
     """
     path = Path(path)
-    file_format = _detect_format(path)
+    file_format = detect_format(path)
     sha256 = _background_sha256(path)
     replaced: set[str] = set()
     if file_format == "safetensors":

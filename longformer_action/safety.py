@@ -28,11 +28,11 @@ def check_file(path: Path) -> str | None:
     Returns:
         One line naming the file and what its pickle would import, or why it could not be read.
     """
-    from .checkpoint import _detect_format, unsafe_globals
+    from .checkpoint import detect_format, unsafe_globals
     from .errors import ConversionError
 
     try:
-        if _detect_format(path) == "safetensors":
+        if detect_format(path) == "safetensors":
             return None  # no pickle at all
         found = unsafe_globals(path)
     except ConversionError as exc:
