@@ -290,9 +290,9 @@ def test_docker_run_as_the_user_outside_actions(engine, image, checkpoints, base
     os.chmod(work, 0o777)
     result = subprocess.run(
         [
-            engine, "run", "--rm", "--user", "1234:1234", "--env", "HOME=/tmp", "--volume", f"{work}:/work",
-            image, "convert", "--checkpoint", "/work/best.ckpt", "--output", "/work/model",
-            "--base-model", "/work/base",
+            engine, "run", "--rm", "--user", "1234:1234", "--env", "HOME=/tmp", "--volume", f"{work}:/data",
+            image, "convert", "--checkpoint", "/data/best.ckpt", "--output", "/data/model",
+            "--base-model", "/data/base",
         ],
         capture_output=True,
         text=True,
