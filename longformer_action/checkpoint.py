@@ -168,10 +168,14 @@ def _restricted_pickle_module(replaced: set[str]) -> types.ModuleType:
 def unsafe_globals(path: Path) -> list[str]:
     """List the globals (beyond tensors and plain containers) a checkpoint's pickle would import.
 
-    Nothing is imported or run: the pickle opcodes are read, not executed.
+    Nothing is imported or run: the pickle opcodes are read, not executed. A safetensors file holds
+    no pickle, so it imports nothing.
     """
+    file_format = detect_format(path)
+    if file_format == "safetensors":
+        return []
     replaced: set[str] = set()
-    _torch_load(path, file_format=detect_format(path), pickle_module=_restricted_pickle_module(replaced))
+    _torch_load(path, file_format=file_format, pickle_module=_restricted_pickle_module(replaced))
     return sorted(replaced)
 
 

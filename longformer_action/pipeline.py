@@ -21,7 +21,7 @@ from .errors import CheckFailed, ConversionError
 from .mapping import plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
-from .verify import module_reference, run_check, saved_dtype
+from .verify import run_check, saved_dtype
 
 
 @dataclass
@@ -102,9 +102,14 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             stage.detail = f"{len(files)} files, {human_bytes(sum(f.bytes for f in files))}, {config.dtype}"
         if options.check:
             with progress.stage("check", "Check the folder against the checkpoint") as stage:
-                reference = module_reference(options.lightning_module, checkpoint) if options.lightning_module else None
                 state["check"] = check = run_check(
-                    staged.path, ckpt, mapping, config, dtype=options.dtype, atol=options.atol, reference=reference
+                    staged.path,
+                    ckpt,
+                    mapping,
+                    config,
+                    dtype=options.dtype,
+                    atol=options.atol,
+                    lightning_module=options.lightning_module,
                 )
                 stage.detail = _check_line(check)
             if not check.passed:
@@ -187,9 +192,8 @@ def verify(
         dtype = "keep" if source and source.most_common(1)[0][0] == stored else stored
         state["dtype_requested"], state["dtype_saved"] = dtype, stored
         with progress.stage("check", "Check the folder against the checkpoint") as stage:
-            reference = module_reference(lightning_module, checkpoint) if lightning_module else None
             state["check"] = check = run_check(
-                model_dir, ckpt, mapping, config, dtype=dtype, atol=atol, reference=reference
+                model_dir, ckpt, mapping, config, dtype=dtype, atol=atol, lightning_module=lightning_module
             )
             stage.detail = _check_line(check)
         result = build_report(command="verify", **state)

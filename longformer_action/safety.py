@@ -28,12 +28,10 @@ def check_file(path: Path) -> str | None:
     Returns:
         One line naming the file and what its pickle would import, or why it could not be read.
     """
-    from .checkpoint import detect_format, unsafe_globals
+    from .checkpoint import unsafe_globals
     from .errors import ConversionError
 
     try:
-        if detect_format(path) == "safetensors":
-            return None  # no pickle at all
         found = unsafe_globals(path)
     except ConversionError as exc:
         return f"{path}: cannot be checked: {exc.format_message()}"

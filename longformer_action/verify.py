@@ -354,7 +354,7 @@ def run_check(
     *,
     dtype: str = "keep",
     atol: float | None = None,
-    reference: Callable[[Mapping[str, Any], Any], dict[str, Any]] | None = None,
+    lightning_module: str | None = None,
 ) -> CheckResult:
     """Check a folder against the checkpoint it was converted from.
 
@@ -366,8 +366,8 @@ def run_check(
         dtype: the ``--dtype`` the conversion used (``keep`` when verifying an existing folder
             whose dtype matches the checkpoint's).
         atol: absolute tolerance on the logits; default by saved dtype (``DEFAULT_ATOL``).
-        reference: computes the reference logits from the inputs and the global attention mask
-            (see ``module_reference``); default: the checkpoint's encoder and head (``reference_outputs``).
+        lightning_module: ``package.module:Class`` whose forward is the reference (see
+            ``module_reference``; runs user code); default: the checkpoint's encoder and head.
 
     Returns:
         The ``CheckResult``; ``passed`` is false when anything differs.
@@ -392,10 +392,11 @@ def run_check(
         "attention_window": attention_window(config),
         "tokenizer": tokenizer is not None,
     }
-    if reference is None:
+    if lightning_module is None:
         reference_logits = reference_outputs(tensors, config, inputs)
         result.inputs["reference"] = "the checkpoint's encoder and linear head"
     else:
+        reference = module_reference(lightning_module, ckpt.path)
         reference_logits = reference(inputs, question_global_mask(inputs["input_ids"], config.sep_token_id))
         result.inputs["reference"] = "the LightningModule's forward"
     del tensors
