@@ -90,16 +90,16 @@ def make_checkpoint(size: str, folder: Path) -> None:
     """Write ``folder/base/config.json`` and ``folder/checkpoint.ckpt`` (one Trainer step, AdamW)."""
     from transformers import LongformerConfig
 
-    from longformer_action.demo import fit_and_save, make_module, qa_batches
+    from longformer_action.demo import batches, fit_and_save, make_module
 
     config = CONFIGS[size]
     base = folder / "base"
     base.mkdir(parents=True, exist_ok=True)
     LongformerConfig(**config).save_pretrained(base)
     module = make_module(base, layout="origin")
-    batches = qa_batches(base, 1, batch_size=1, length=train_length(config))
+    made = batches(base, 1, batch_size=1, length=train_length(config))
     partial = folder / "checkpoint.ckpt.partial"
-    fit_and_save(module, batches, partial)
+    fit_and_save(module, made, partial)
     os.replace(partial, folder / "checkpoint.ckpt")
     weights = sum(p.numel() * p.element_size() for p in module.state_dict().values())
     meta = {"size": size, "config": config, "train_length": train_length(config), "weight_bytes": weights}

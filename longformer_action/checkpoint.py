@@ -58,6 +58,7 @@ class Checkpoint:
         lightning_version: ``pytorch-lightning_version`` when present.
         epoch, global_step: training progress when present.
         hyper_parameters: names to a short description of each value's type.
+        hparams: the hyper-parameters themselves (inert placeholders where objects were not built).
         placeholders: qualified names of globals that were replaced by inert placeholders.
         top_level_keys: the keys of the checkpoint dict.
         file_bytes: size of the file.
@@ -75,6 +76,7 @@ class Checkpoint:
     placeholders: list[str] = field(default_factory=list)
     top_level_keys: list[str] = field(default_factory=list)
     file_bytes: int = 0
+    hparams: dict[str, Any] = field(default_factory=dict, repr=False)
     _sha256: Callable[[], str] | None = field(default=None, repr=False)
 
     @property
@@ -259,7 +261,8 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _as_mapping(value: Any) -> Mapping[Any, Any] | None:
+def as_mapping(value: Any) -> Mapping[Any, Any] | None:
+    """A mapping view of a hyper-parameter value: a dict, an inert placeholder's items, an object's ``vars``."""
     if isinstance(value, Mapping):
         return value
     if isinstance(value, Inert):
@@ -346,9 +349,10 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
             ckpt.lightning_version = _generation(obj)[1]
             ckpt.epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
             ckpt.global_step = obj.get("global_step") if isinstance(obj.get("global_step"), int) else None
-            hparams = _as_mapping(obj.get("hyper_parameters", obj.get("hparams")))
+            hparams = as_mapping(obj.get("hyper_parameters", obj.get("hparams")))
             if hparams is not None:
                 ckpt.hyper_parameters = {str(k): _describe(v) for k, v in hparams.items()}
+                ckpt.hparams = {str(k): v for k, v in hparams.items()}
     return ckpt
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .choices import DEFAULT_BASE_MODEL, DTYPES, TASKS
+from .choices import DEFAULT_BASE_MODEL, DTYPES, GLOBAL_ATTENTION, PROBLEM_TYPES, TASKS
 from .errors import CheckFailed, ConversionError
 
 # Interpreter teardown garbage-collects every object torch and transformers built (about 1 s on 2
@@ -88,9 +88,10 @@ def _run(
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="longformer-convert-action", prog_name="longformer-convert")
 def main() -> None:
-    """Turn a PyTorch Lightning checkpoint of a Longformer question-answering model into a
-    Hugging Face transformers folder, and prove with a forward pass that it computes what the
-    checkpoint computed."""
+    """Turn a PyTorch Lightning checkpoint of a Longformer model (question answering, text or token
+    classification, multiple choice, masked LM, or the encoder alone) into a Hugging Face
+    transformers folder, and prove with a forward pass that it computes what the checkpoint
+    computed."""
 
 
 _checkpoint_option = click.option(
@@ -131,6 +132,25 @@ def _needs_trust(options: dict[str, Any]) -> None:
         )
 
 
+def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(n.strip() for n in value.split(","))
+    if not all(names):
+        raise click.BadParameter(f"'{value}' has an empty label; write it like NEG,POS or O,B-PER,I-PER")
+    return names
+
+
+_global_attention_option = click.option(
+    "--global-attention",
+    type=click.Choice(GLOBAL_ATTENTION),
+    default="default",
+    show_default=True,
+    help="The global attention the LightningModule passed: 'default' is the task class's own (question tokens "
+    "for QA, <s> for text classification, none for token classification and fill-mask, the choices for multiple "
+    "choice); the check uses it, and the model card shows the call.",
+)
+
 _prefix_option = click.option(
     "--prefix",
     default="auto",
@@ -152,10 +172,25 @@ _prefix_option = click.option(
 @click.option(
     "--task",
     type=click.Choice(TASKS),
-    default="question-answering",
+    default="auto",
     show_default=True,
-    help="The model's task.",
+    help="The model's task; 'auto' reads it from the head's keys and shapes and asks when they allow two "
+    "readings. 'feature-extraction' exports the encoder alone (for heads no transformers class has).",
 )
+@click.option(
+    "--labels",
+    default=None,
+    callback=_labels,
+    metavar="A,B,...",
+    help="Label names in output order (id2label); default: from the hyper-parameters when they hold them.",
+)
+@click.option(
+    "--problem-type",
+    type=click.Choice(PROBLEM_TYPES),
+    default=None,
+    help="config.problem_type of a text-classification model.",
+)
+@_global_attention_option
 @_prefix_option
 @click.option(
     "--dtype",
@@ -182,7 +217,7 @@ _prefix_option = click.option(
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
 @_trust_option
 @_module_option
-def convert(checkpoint: Path, output: Path, task: str, **options: Any) -> None:
+def convert(checkpoint: Path, output: Path, **options: Any) -> None:
     """Convert a checkpoint into a checked Hugging Face folder."""
     _needs_trust(options)
     from .pipeline import ConvertOptions
@@ -209,6 +244,12 @@ def convert(checkpoint: Path, output: Path, task: str, **options: Any) -> None:
     "--base-model", default=None, help="Reference config (folder or Hub id); default: the folder's own config.json."
 )
 @_prefix_option
+@click.option(
+    "--global-attention",
+    type=click.Choice(GLOBAL_ATTENTION),
+    default=None,
+    help="The global attention the LightningModule passed; default: what the folder's conversion-report.json records.",
+)
 @_atol_option
 @_report_option
 @_trust_option
@@ -253,14 +294,23 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     ]
     if info["placeholders"]:
         lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
+    head = info.get("head")
+    if head:
+        keys = ", ".join(f"{k} {v}" for k, v in list(head["head_keys"].items())[:8]) or "none (the encoder alone)"
+        more = f" and {len(head['head_keys']) - 8} more" if len(head["head_keys"]) > 8 else ""
+        lines.append(f"encoder:       '{head['encoder_prefix'] or '<root>'}'; head keys: {keys}{more}")
     if layout:
+        labels = f", {info['num_labels']} labels" if info["num_labels"] else ""
         lines += [
+            f"task:          {info['task']} ({info['architecture']}{labels}); {info['shape']}",
             f"layout:        {layout['description']}",
-            f"task:          {info['task']}; {info['shape']}",
             f"keys:          {layout['mapped']} mapped, {len(layout['dropped'])} dropped",
         ]
     else:
-        lines.append(f"layout:        not convertible: {info['layout_error']}")
+        if head and head["readings"]:
+            readings = "; ".join(f"{r['task']} ({r['why']})" for r in head["readings"])
+            lines.append(f"readings:      {readings}")
+        lines.append(f"task:          not decided: {info['layout_error']}")
     click.echo("\n".join(lines))
 
 
@@ -271,29 +321,43 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     default=None,
     help="Work folder (default: a new temporary folder).",
 )
-def demo(output: Path | None) -> None:
-    """Train a tiny Longformer with Lightning, convert it, check it and answer a question (offline)."""
+@click.option(
+    "--task",
+    type=click.Choice(TASKS[1:]),
+    default="question-answering",
+    show_default=True,
+    help="The tiny model's task.",
+)
+def demo(output: Path | None, task: str) -> None:
+    """Train a tiny Longformer with Lightning, convert it, check it and run it on a sample (offline)."""
     from . import demo as tiny
     from .pipeline import ConvertOptions
     from .pipeline import convert as run
     from .progress import Progress
-    from .verify import answer_question
 
     work = output if output is not None else Path(tempfile.mkdtemp(prefix="longformer-demo-"))
     if output is not None and output.exists() and any(output.iterdir()):
         raise ConversionError(f"demo folder {output} exists and is not empty", "pass an empty or new --output")
     progress = Progress()
-    with progress.stage("demo", "Train a tiny Longformer with Lightning") as stage:
+    with progress.stage("demo", f"Train a tiny Longformer for {task} with Lightning") as stage:
         base = tiny.make_base_model(work / "base")
-        checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", steps=5)
+        checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", task=task, steps=5)
         stage.detail = f"base model at {base}, checkpoint at {checkpoint} (5 AdamW steps)"
     model = work / "model"
     report = run(checkpoint, model, ConvertOptions(base_model=str(base)), progress)
-    answer = answer_question(model, tiny.QUESTION, tiny.CONTEXT)
     check = report["check"]
     click.echo(f"model:  {model}")
+    click.echo(f"task:   {report['task']} ({report['architecture']})")
     click.echo(f"check:  {'passed' if check['passed'] else 'FAILED'} (max abs diff {check['max_abs_diff']:.3g})")
-    click.echo(f"answer: {tiny.QUESTION} -> {answer!r} (a tiny model trained for 5 steps: the span is arbitrary)")
+    if task == "question-answering":
+        from .verify import answer_question
+
+        answer = answer_question(model, tiny.QUESTION, tiny.CONTEXT)
+        click.echo(f"answer: {tiny.QUESTION} -> {answer!r} (a tiny model trained for 5 steps: the span is arbitrary)")
+    elif check.get("smoke", {}).get("output"):
+        click.echo(
+            f"sample: {check['smoke']['input']} -> {check['smoke']['output']} (a tiny model trained for 5 steps)"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ import shutil
 import struct
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,9 @@ from typing import Any
 from .base_model import BaseModel
 from .checkpoint import Checkpoint, is_tensor
 from .errors import MappingError, OutputError
-from .mapping import KeyMapping, plan_mapping
+from .mapping import KeyMapping
+from .tasks import Task
 
-ARCHITECTURE = "LongformerForQuestionAnswering"
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
@@ -45,30 +45,55 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def load_config(base: BaseModel) -> Any:
-    """The base model's ``LongformerConfig``, set up for question answering."""
+def load_config(
+    base: BaseModel,
+    task: Task,
+    *,
+    num_labels: int | None = None,
+    labels: Sequence[str] | None = None,
+    problem_type: str | None = None,
+) -> Any:
+    """The base model's ``LongformerConfig``, set up for ``task``.
+
+    Args:
+        base: the resolved base model.
+        task: the registry's task; its class becomes ``architectures``.
+        num_labels: the head's number of outputs (``config.num_labels``), when the class reads it.
+        labels: label names in output order (``id2label`` and ``label2id``).
+        problem_type: ``config.problem_type`` (text classification).
+    """
     from transformers import LongformerConfig
 
     config = LongformerConfig.from_dict(dict(base.config))
-    config.architectures = [ARCHITECTURE]
+    config.architectures = [task.architecture]
+    if num_labels is not None:
+        config.num_labels = num_labels
+    if labels:
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {name: i for i, name in enumerate(labels)}
+    if problem_type:
+        config.problem_type = problem_type
     return config
 
 
-def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
-    """Keys and shapes of ``LongformerForQuestionAnswering(config)``, built on the meta device."""
-    import torch
-    from transformers import LongformerForQuestionAnswering
+def expected_shapes(task: Task, config: Any, *, pooler: bool = True) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of the task's class built from ``config`` on the meta device (no memory).
 
+    ``pooler`` matters only for a class that keeps the pooler when present (``LongformerModel``).
+    """
+    import torch
+
+    cls = task.model_class()
     with torch.device("meta"):
-        model = LongformerForQuestionAnswering(config)
+        model = cls(config, add_pooling_layer=pooler) if task.pooler is None else cls(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def plan(ckpt: Checkpoint, config: Any, *, prefix: str = "auto") -> KeyMapping:
-    """Map the checkpoint's keys onto the QA model's; every key mapped or dropped with a reason.
+def check_tensors(ckpt: Checkpoint) -> None:
+    """Refuse a state dict whose values are not all tensors.
 
     Raises:
-        MappingError: see ``mapping.plan_mapping``; also when a value in the state dict is not a tensor.
+        MappingError: naming the entries and what they hold.
     """
     not_tensors = [k for k, v in ckpt.state_dict.items() if not is_tensor(v)]
     if not_tensors:
@@ -77,8 +102,100 @@ def plan(ckpt: Checkpoint, config: Any, *, prefix: str = "auto") -> KeyMapping:
             f"state dict entries {not_tensors[:4]} are not tensors ({', '.join(kinds)})",
             "re-save the state dict with plain tensors, or pass --trust-checkpoint if you trust the file",
         )
-    shapes = {k: tuple(v.shape) for k, v in ckpt.state_dict.items()}
-    return plan_mapping(shapes, expected_shapes(config), prefix=prefix)
+
+
+def tie_weights(ckpt: Checkpoint, mapping: KeyMapping, task: Task, config: Any) -> None:
+    """Save tied keys (``Task.tied``) once when the checkpoint's copies are equal; untie them when not.
+
+    transformers ties ``lm_head.decoder`` to the word embeddings when ``tie_word_embeddings`` is set;
+    a checkpoint whose decoder differs from its embeddings computed something else, so its folder is
+    saved with ``tie_word_embeddings: false`` and every tensor, never silently tied.
+    """
+    import torch
+
+    sources = {t: s for s, t in mapping.mapped.items()}
+    pairs = [(target, tied_to) for target, tied_to in task.tied.items() if target in sources and tied_to in sources]
+    for target, tied_to in pairs:
+        mine, theirs = ckpt.state_dict[sources[target]], ckpt.state_dict[sources[tied_to]]
+        if mine.shape != theirs.shape:
+            mapping.untied[target] = f"shape {list(mine.shape)} differs from '{tied_to}' {list(theirs.shape)}"
+        elif not torch.equal(mine, theirs):
+            diff = (mine.double() - theirs.double()).abs().max().item()
+            mapping.untied[target] = f"differs from '{tied_to}' (max abs diff {diff:.3g})"
+    if mapping.untied:
+        config.tie_word_embeddings = False
+        return
+    for target, tied_to in pairs:
+        mapping.dropped[sources[target]] = f"tied to '{tied_to}' (equal values); transformers ties them on loading"
+        del mapping.mapped[sources[target]]
+
+
+#: Hyper-parameter names that hold label names, as public LightningModules call them.
+LABEL_HPARAMS = ("id2label", "label2id", "labels", "label_list", "label_names", "classes")
+
+
+def labels_from_hparams(hparams: Mapping[str, Any]) -> tuple[list[str], str] | None:
+    """Label names from the hyper-parameters, and where they were found; ``None`` when absent.
+
+    Looks at the top level and one level down (an ``args`` Namespace, a config dict, or the inert
+    placeholder that stands in for either), for ``id2label`` (index to name), ``label2id`` (name to
+    index) or a list of names (``labels``, ``label_list``, ``label_names``, ``classes``).
+    """
+    from .checkpoint import as_mapping
+
+    levels: list[tuple[str, Mapping[Any, Any]]] = [("", hparams)]
+    for key, value in hparams.items():
+        nested = as_mapping(value)
+        if nested is not None and not isinstance(value, (str, bytes)):
+            levels.append((f"{key}.", nested))
+    for where, level in levels:
+        for name in LABEL_HPARAMS:
+            value = level.get(name)
+            found = _label_list(name, as_mapping(value) if not isinstance(value, (list, tuple)) else value)
+            if found:
+                return found, f"hyper-parameter '{where}{name}'"
+    return None
+
+
+def _label_list(name: str, value: Any) -> list[str] | None:
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, int)) for v in value):
+        return [str(v) for v in value]
+    if isinstance(value, Mapping) and value:
+        try:
+            pairs = (
+                sorted((int(k), str(v)) for k, v in value.items())
+                if name == "id2label"
+                else sorted((int(v), str(k)) for k, v in value.items())
+            )
+        except (TypeError, ValueError):
+            return None
+        if [i for i, _ in pairs] == list(range(len(pairs))):
+            return [n for _, n in pairs]
+    return None
+
+
+def resolve_labels(
+    task: Task, num_labels: int | None, given: Sequence[str] | None, hparams: Mapping[str, Any]
+) -> tuple[list[str] | None, str]:
+    """The label names (``None``: transformers' ``LABEL_0`` ...) and where they came from.
+
+    Raises:
+        MappingError: ``--labels`` for a task without labels, or a count that disagrees with the head.
+    """
+    if not task.labels:
+        if given:
+            raise MappingError(f"--labels was given, but {task.name} has no labels", "leave --labels out")
+        return None, "none"
+    found = (list(given), "--labels") if given else labels_from_hparams(hparams)
+    if found is None:
+        return None, "none (transformers' LABEL_0, LABEL_1, ...)"
+    names, source = found
+    if len(names) != num_labels:
+        fix = "pass --labels with one name per output" if source == "--labels" else "pass --labels to override it"
+        raise MappingError(f"{source} names {len(names)} labels but the head has {num_labels} outputs", fix)
+    if len(set(names)) != len(names):
+        raise MappingError(f"{source} names a label twice ({', '.join(names)})", "pass --labels with distinct names")
+    return names, source
 
 
 def resolve_dtype(dtype: str, tensors: Mapping[str, Any]) -> Any:
@@ -92,8 +209,16 @@ def resolve_dtype(dtype: str, tensors: Mapping[str, Any]) -> Any:
 
 
 def mapped_tensors(ckpt: Checkpoint, mapping: KeyMapping) -> dict[str, Any]:
-    """Target key to source tensor (not copied, not cast), in the target model's key order."""
-    return {target: ckpt.state_dict[source] for source, target in mapping.mapped.items()}
+    """Target key to source tensor (not copied, not cast); combined targets are concatenated (dim 0)."""
+    import torch
+
+    tensors: dict[str, Any] = {}
+    for source, target in mapping.mapped.items():
+        if target in tensors:
+            continue
+        parts = mapping.combined.get(target)
+        tensors[target] = torch.cat([ckpt.state_dict[p] for p in parts]) if parts else ckpt.state_dict[source]
+    return tensors
 
 
 def target_dtype(source: Any, dtype: str) -> Any:

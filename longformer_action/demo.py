@@ -10,6 +10,7 @@ import importlib
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,80 +74,181 @@ def _lightning(package: str) -> Any:
     return importlib.import_module("lightning.pytorch" if package == "lightning" else "pytorch_lightning")
 
 
+#: Layouts of ``make_module``: where the encoder and the head live in the LightningModule.
+LAYOUTS = ("wrapped", "sibling", "origin", "split")
+
+
+def _heads(task: str, config: Any, layout: str) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
+    """Sibling attributes (name to module) and the forward that applies them to the encoder's outputs."""
+    from torch import nn
+    from transformers.models.longformer.modeling_longformer import LongformerClassificationHead, LongformerLMHead
+
+    h = config.hidden_size
+    if task == "question-answering" and layout == "split":
+        mods = {"start_head": nn.Linear(h, 1), "end_head": nn.Linear(h, 1)}
+        return mods, lambda m, out, n: {
+            "start_logits": m.start_head(out.last_hidden_state).squeeze(-1),
+            "end_logits": m.end_head(out.last_hidden_state).squeeze(-1),
+        }
+    if task == "question-answering":
+        mods = {"qa_outputs": nn.Linear(h, 2)}
+
+        def qa(m: Any, out: Any, n: Any) -> dict[str, Any]:
+            start, end = m.qa_outputs(out.last_hidden_state).split(1, dim=-1)
+            return {"start_logits": start.squeeze(-1), "end_logits": end.squeeze(-1)}
+
+        return mods, qa
+    if task == "text-classification":
+        return {"head": LongformerClassificationHead(config)}, lambda m, out, n: {
+            "logits": m.head(out.last_hidden_state)
+        }
+    if task == "token-classification":
+        return {"tagger": nn.Linear(h, config.num_labels)}, lambda m, out, n: {
+            "logits": m.tagger(out.last_hidden_state)
+        }
+    if task == "multiple-choice":
+        return {"scorer": nn.Linear(h, 1)}, lambda m, out, n: {"logits": m.scorer(out.pooler_output).view(-1, n)}
+    if task == "fill-mask":
+        return {"lm_head": LongformerLMHead(config)}, lambda m, out, n: {"logits": m.lm_head(out.last_hidden_state)}
+    return {}, lambda m, out, n: {"last_hidden_state": out.last_hidden_state}
+
+
 def make_module(
-    base_folder: Path, *, layout: str = "wrapped", package: str = "pytorch_lightning", **hparams: Any
+    base_folder: Path,
+    *,
+    task: str = "question-answering",
+    layout: str = "wrapped",
+    package: str = "pytorch_lightning",
+    num_labels: int = 3,
+    **hparams: Any,
 ) -> Any:
-    """A LightningModule around a tiny Longformer, initialised with a fixed seed.
+    """A LightningModule around a tiny Longformer for ``task``, initialised with a fixed seed.
 
     Args:
         base_folder: a folder from ``make_base_model``.
-        layout: ``wrapped`` (``self.model`` is a ``LongformerForQuestionAnswering``) or ``origin``
-            (``self.model`` is a ``LongformerModel`` and ``self.qa_outputs`` the head, as allenai's
-            TriviaQA code had it).
+        task: a task of the registry (``longformer_action.tasks``).
+        layout: ``wrapped`` (``self.model`` is the task's transformers class); ``sibling`` or
+            ``origin`` (``self.model`` / ``self.encoder`` is a ``LongformerModel`` and the head a
+            sibling attribute under its own name, as allenai's TriviaQA code and many public modules
+            have it; ``origin`` is question answering's ``model`` + ``qa_outputs``); ``split``
+            (question answering with two Linear(h, 1) heads for start and end).
         package: ``pytorch_lightning`` or ``lightning``.
-        hparams: extra hyper-parameters to save in the checkpoint.
+        num_labels: outputs of a classification head.
+        hparams: extra hyper-parameters to save in the checkpoint; ``global_attention`` (a
+            convention of ``tasks.global_attention_mask``, default the class's) is the one the
+            module trains with.
     """
     import torch
-    from torch import nn
-    from transformers import LongformerConfig, LongformerForQuestionAnswering, LongformerModel
+    from transformers import LongformerConfig, LongformerModel
+
+    from . import tasks
 
     pl = _lightning(package)
-    config = LongformerConfig.from_pretrained(base_folder)
+    entry = tasks.get(task)
+    config = LongformerConfig.from_pretrained(base_folder, num_labels=num_labels if entry.labels else 2)
 
-    class QAModule(pl.LightningModule):
-        def __init__(self, lr: float = 1e-3, **extra: Any) -> None:
+    class TinyModule(pl.LightningModule):
+        def __init__(self, lr: float = 1e-3, global_attention: str = "default", **extra: Any) -> None:
             super().__init__()
             self.save_hyperparameters()
             torch.manual_seed(0)
-            if layout == "origin":
-                self.model = LongformerModel(config, add_pooling_layer=True)
-                self.qa_outputs = nn.Linear(config.hidden_size, 2)
+            self.convention = tasks.resolve_global_attention(entry, global_attention)
+            if layout == "wrapped":
+                self.model = entry.model_class()(config)
+                self._head = None
             else:
-                self.model = LongformerForQuestionAnswering(config)
+                encoder = LongformerModel(config, add_pooling_layer=entry.pooler is not False or layout == "origin")
+                setattr(self, "model" if layout in ("origin", "split") else "encoder", encoder)
+                mods, self._head = _heads(task, config, layout)
+                for name, module in mods.items():
+                    setattr(self, name, module)
+                if task == "fill-mask":  # tied as transformers ties LongformerForMaskedLM's
+                    self.lm_head.decoder.weight = encoder.embeddings.word_embeddings.weight
+                    self.lm_head.decoder.bias = self.lm_head.bias
 
-        def forward(self, input_ids: Any, attention_mask: Any, global_attention_mask: Any) -> tuple[Any, Any]:
-            if layout == "origin":
-                hidden = self.model(
-                    input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask
-                ).last_hidden_state
-                start, end = self.qa_outputs(hidden).split(1, dim=-1)
-                return start.squeeze(-1), end.squeeze(-1)
-            out = self.model(input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask)
-            return out.start_logits, out.end_logits
+        def forward(self, input_ids: Any, attention_mask: Any, global_attention_mask: Any) -> dict[str, Any]:
+            if self._head is None:
+                out = self.model(input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask)
+                return {n: getattr(out, n) for n in entry.outputs if getattr(out, n, None) is not None}
+            choices = input_ids.shape[1] if input_ids.dim() == 3 else None
+            flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
+            encoder = self.model if hasattr(self, "model") else self.encoder
+            out = encoder(
+                flat(input_ids), attention_mask=flat(attention_mask), global_attention_mask=flat(global_attention_mask)
+            )
+            return self._head(self, out, choices)
 
         def training_step(self, batch: Any, batch_idx: int) -> Any:
-            start, end = self(batch["input_ids"], batch["attention_mask"], batch["global_attention_mask"])
-            loss_fn = nn.CrossEntropyLoss()
-            return (loss_fn(start, batch["start"]) + loss_fn(end, batch["end"])) / 2
+            mask = tasks.global_attention_mask(self.convention, batch["input_ids"], config.sep_token_id)
+            out = self(batch["input_ids"], batch["attention_mask"], mask)
+            return LOSSES[task](out, batch)
 
         def configure_optimizers(self) -> Any:
             return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
 
-    return QAModule(**hparams)
+    return TinyModule(**hparams)
 
 
-def qa_batches(base_folder: Path, count: int, batch_size: int = 2, length: int = 48) -> list[dict[str, Any]]:
-    """Random question-answering batches (ids, masks, global attention on 8 tokens, start/end labels)."""
+def _cross_entropy(logits: Any, target: Any) -> Any:
+    import torch.nn.functional as F
+
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+#: A training objective per task, on the batches of ``batches``.
+LOSSES: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
+    "question-answering": lambda out, b: (
+        (_cross_entropy(out["start_logits"], b["start"]) + _cross_entropy(out["end_logits"], b["end"])) / 2
+    ),
+    "text-classification": lambda out, b: _cross_entropy(out["logits"], b["label"]),
+    "token-classification": lambda out, b: _cross_entropy(out["logits"], b["tags"]),
+    "multiple-choice": lambda out, b: _cross_entropy(out["logits"], b["label"]),
+    "fill-mask": lambda out, b: _cross_entropy(out["logits"], b["input_ids"]),
+    "feature-extraction": lambda out, b: out["last_hidden_state"].pow(2).mean(),
+}
+
+
+def batches(
+    base_folder: Path,
+    count: int,
+    *,
+    task: str = "question-answering",
+    batch_size: int = 2,
+    length: int = 48,
+    num_labels: int = 3,
+    choices: int = 3,
+) -> list[dict[str, Any]]:
+    """Random batches that fit ``task``: ``<s> q </s></s> c </s>`` ids (three separators, so every global
+    attention convention applies), masks (global attention: the class's default), and targets for
+    every task's objective."""
     import torch
+
+    from . import tasks
 
     config = json.loads((base_folder / "config.json").read_text())
     generator = torch.Generator().manual_seed(1)
-    batches = []
+    shape = (batch_size, choices, length) if task == "multiple-choice" else (batch_size, length)
+    made = []
     for _ in range(count):
-        ids = torch.randint(5, config["vocab_size"], (batch_size, length), generator=generator)
-        ids[:, 0] = 0
-        global_mask = torch.zeros_like(ids)
-        global_mask[:, :8] = 1
-        batches.append(
+        ids = torch.randint(5, config["vocab_size"], shape, generator=generator)
+        ids[..., 0] = config["bos_token_id"]
+        ids[..., 7] = ids[..., 8] = ids[..., -1] = config["sep_token_id"]
+        made.append(
             {
                 "input_ids": ids,
                 "attention_mask": torch.ones_like(ids),
-                "global_attention_mask": global_mask,
+                "global_attention_mask": tasks.global_attention_mask(
+                    tasks.get(task).global_attention, ids, config["sep_token_id"]
+                ),
                 "start": torch.randint(10, length - 4, (batch_size,), generator=generator),
                 "end": torch.randint(10, length - 4, (batch_size,), generator=generator),
+                "label": torch.randint(
+                    0, choices if task == "multiple-choice" else num_labels, (batch_size,), generator=generator
+                ),
+                "tags": torch.randint(0, num_labels, (batch_size, length), generator=generator),
             }
         )
-    return batches
+    return made
 
 
 def fit_and_save(module: Any, batches: list[dict[str, Any]], path: Path, *, package: str = "pytorch_lightning") -> Path:
@@ -178,15 +280,18 @@ def train_checkpoint(
     base_folder: Path,
     path: Path,
     *,
+    task: str = "question-answering",
     layout: str = "wrapped",
     package: str = "pytorch_lightning",
     steps: int = 3,
+    num_labels: int = 3,
     **hparams: Any,
 ) -> Path:
-    """Train a tiny model for a few steps with a real ``Trainer`` (AdamW) and save its checkpoint.
+    """Train a tiny model for ``task`` for a few steps with a real ``Trainer`` (AdamW) and save its checkpoint.
 
     Returns:
         ``path``, a Lightning checkpoint with optimizer state.
     """
-    module = make_module(base_folder, layout=layout, package=package, **hparams)
-    return fit_and_save(module, qa_batches(base_folder, steps), path, package=package)
+    module = make_module(base_folder, task=task, layout=layout, package=package, num_labels=num_labels, **hparams)
+    made = batches(base_folder, steps, task=task, num_labels=num_labels)
+    return fit_and_save(module, made, path, package=package)

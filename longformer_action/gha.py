@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from .choices import DTYPES, TASKS
+from .choices import DTYPES, GLOBAL_ATTENTION, TASKS
 from .progress import Progress
 
 #: GitHub drops a step summary larger than this (it does not truncate it).
@@ -232,10 +232,26 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
     if task not in TASKS:
         raise InputError(
             "task",
-            f"is '{task}'; the only task is question-answering",
-            "write `task: question-answering` or leave it out",
+            f"is '{task}', not one of {', '.join(TASKS)}",
+            "leave it out (`auto` reads the task from the checkpoint's head) or write e.g. `task: text-classification`",
         )
     plan["task"] = task
+    labels = get("labels")
+    if labels and not all(name.strip() for name in labels.split(",")):
+        raise InputError(
+            "labels",
+            f"is '{labels}', which has an empty label",
+            "write the names in output order, e.g. `labels: NEG,POS`",
+        )
+    plan["labels"] = ",".join(name.strip() for name in labels.split(",")) if labels else ""
+    attention = get("global-attention")
+    if attention not in GLOBAL_ATTENTION:
+        raise InputError(
+            "global-attention",
+            f"is '{attention}', not one of {', '.join(GLOBAL_ATTENTION)}",
+            "leave it out for the task's default, or write e.g. `global-attention: first-token`",
+        )
+    plan["global-attention"] = attention
     dtype = get("dtype")
     if dtype not in DTYPES:
         raise InputError(

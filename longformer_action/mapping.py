@@ -1,8 +1,9 @@
-"""Map a checkpoint's keys to ``LongformerForQuestionAnswering``'s, accounting for every key.
+"""Map a checkpoint's keys to a transformers class's, accounting for every key.
 
-Pure: works on key names and shapes only. A key is either mapped to a target key, or dropped
-for a stated reason; anything else is an error, because a converter that drops unknown keys
-silently produces a model that runs and answers nonsense.
+Pure: works on key names and shapes only. The encoder is found by its keys; the task is read from
+the keys outside it (the head) through the task registry (``tasks.py``), or given by the user. A key
+is either mapped to a target key, or dropped for a stated reason; anything else is an error, because
+a converter that drops unknown keys silently produces a model that runs and answers nonsense.
 """
 
 from __future__ import annotations
@@ -10,56 +11,70 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from . import tasks
 from .errors import MappingError
+from .tasks import Head, Reading, Task
 
 #: Prefixes that wrappers add in front of every key: DeepSpeed in Lightning < 2.1, DDP saved
 #: by hand, torch.compile.
 WRAPPER_PREFIXES = ("_forward_module.", "module.", "_orig_mod.")
 
-ENCODER_TARGET = "longformer."
-HEAD_TARGET = "qa_outputs."
 _EMBEDDINGS_ANCHOR = "embeddings.word_embeddings.weight"
-_HEAD_ANCHOR = "qa_outputs.weight"
 _GLOBAL_ATTENTION_MARK = ".attention.self.query_global."
-
-_DROP_REASONS = {
-    "pooler.": "LongformerForQuestionAnswering has no pooler",
-    "embeddings.position_ids": "buffer that transformers recomputes (saved by transformers 3.1-4.30)",
-}
-
-_LAYOUT_NAMES = {
-    ("model.", ""): "origin: LongformerModel as `model`, head as `qa_outputs`",
-    ("model.longformer.", "model."): "wrapped: LongformerForQuestionAnswering as `model`",
-    ("longformer.", ""): "bare: LongformerForQuestionAnswering keys",
-}
+#: A transformers class keeps its encoder in an attribute of this name; its head sits beside it.
+_CLASS_ENCODER_ATTRIBUTES = ("longformer.", "roberta.")
+_POSITION_IDS = "embeddings.position_ids"
+_POSITION_IDS_REASON = "buffer that transformers recomputes (saved by transformers 3.1-4.30)"
 
 Shape = tuple[int, ...]
 
 
 @dataclass
 class KeyMapping:
-    """The fate of every key in a checkpoint's state dict.
+    """The fate of every key in a checkpoint's state dict, and the task it was read as.
 
     Attributes:
+        task: the task's name (see ``tasks.REGISTRY``).
         layout: a human description of the layout that was detected.
         wrapper_prefix: what was stripped from the front of every key (``""`` for nothing).
         encoder_prefix: the prefix (after the wrapper) under which the encoder's keys live.
-        head_prefix: the prefix of ``qa_outputs.*``.
+        head_prefix: the prefix (after the wrapper) of the head's keys.
+        head: how the head was read (``Reading.why``).
         mapped: source key to target key.
+        combined: target key to source keys concatenated along dim 0 (split start and end heads);
+            each of those sources is also in ``mapped``, to this target.
         dropped: source key to the reason it was dropped.
+        num_labels: the head's number of outputs, where the task's class takes it from the config.
+        untied: tied target key (``Task.tied``) to why it is saved untied; empty when all are tied.
     """
 
+    task: str
     layout: str
     wrapper_prefix: str
     encoder_prefix: str
     head_prefix: str
+    head: str = ""
     mapped: dict[str, str] = field(default_factory=dict)
+    combined: dict[str, tuple[str, ...]] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
+    num_labels: int | None = None
+    untied: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def has_pooler(self) -> bool:
+        """Whether the mapped encoder includes a pooler."""
+        return any(".pooler." in "." + t for t in self.mapped.values())
 
 
 def _list(keys: Iterable[str], limit: int = 6) -> str:
     keys = sorted(keys)
     shown = ", ".join(f"'{k}'" for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _with_shapes(keys: Iterable[str], shapes: Mapping[str, Shape], limit: int = 8) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(f"'{k}' {list(shapes[k])}" for k in keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
@@ -80,108 +95,241 @@ def _strip_wrappers(keys: Sequence[str]) -> tuple[str, dict[str, str]]:
     return removed, stripped
 
 
-def _find_prefix(names: Iterable[str], anchor: str, what: str, option_hint: str) -> str:
-    found = sorted({n[: -len(anchor)] for n in names if n == anchor or n.endswith("." + anchor)})
-    if len(found) > 1:
-        raise MappingError(
-            f"checkpoint holds {len(found)} {what}s (under {_list(p or '<root>' for p in found)})",
-            option_hint,
-        )
-    return found[0] if found else ""
+def _tops(names: Iterable[str]) -> str:
+    return _list({n.split(".")[0] + "." for n in names})
 
 
-def plan_mapping(
-    shapes: Mapping[str, Shape],
-    expected: Mapping[str, Shape] | None,
-    *,
-    prefix: str = "auto",
-) -> KeyMapping:
-    """Decide where each checkpoint key goes.
-
-    Args:
-        shapes: the checkpoint's state dict keys and tensor shapes.
-        expected: the target model's state dict keys and shapes (from the base config); ``None``
-            to detect the layout only, without checking keys and shapes against a config.
-        prefix: ``auto`` to detect the encoder's prefix, or the prefix itself (after any wrapper
-            prefix), e.g. ``model.`` or ``model.longformer.``.
-
-    Returns:
-        The ``KeyMapping``: every key mapped or dropped with a reason.
+def find_encoder(names: Iterable[str], prefix: str = "auto") -> str:
+    """The prefix under which a Longformer encoder's keys live (``""`` for the root).
 
     Raises:
-        MappingError: no Longformer encoder, no question-answering head, unknown keys, missing keys,
-            or a shape that disagrees with the base config.
+        MappingError: no encoder, more than one, a ``--prefix`` no key starts with, or an encoder
+            without Longformer's global-attention weights (a BERT or RoBERTa checkpoint).
     """
-    if not shapes:
-        raise MappingError("checkpoint's state dict is empty", "pass the checkpoint of a trained model")
-    wrapper, stripped = _strip_wrappers(list(shapes))
-    names = set(stripped.values())
+    names = set(names)
     prefix_hint = "pass --prefix with the encoder's prefix (see `longformer-convert inspect`)"
-
     if prefix == "auto":
-        anchor_hits = [n for n in names if n == _EMBEDDINGS_ANCHOR or n.endswith("." + _EMBEDDINGS_ANCHOR)]
-        if not anchor_hits:
+        found = sorted(
+            {
+                n[: -len(_EMBEDDINGS_ANCHOR)]
+                for n in names
+                if n == _EMBEDDINGS_ANCHOR or n.endswith("." + _EMBEDDINGS_ANCHOR)
+            }
+        )
+        if not found:
             raise MappingError(
                 f"no Longformer encoder in the checkpoint: no key ends with '{_EMBEDDINGS_ANCHOR}' "
-                f"(keys start with {_list({n.split('.')[0] + '.' for n in names})})",
+                f"(keys start with {_tops(names)})",
                 "pass the checkpoint of a Longformer model, or --prefix if the encoder is stored differently",
             )
-        encoder = _find_prefix(names, _EMBEDDINGS_ANCHOR, "encoder", prefix_hint)
+        if len(found) > 1:
+            raise MappingError(
+                f"checkpoint holds {len(found)} encoders (under {_list(p or '<root>' for p in found)})", prefix_hint
+            )
+        encoder = found[0]
     else:
         encoder = prefix if prefix.endswith(".") or prefix == "" else prefix + "."
         if not any(n.startswith(encoder) for n in names):
             raise MappingError(
                 f"no key starts with --prefix '{encoder}'",
-                f"keys start with {_list({n.split('.')[0] + '.' for n in names})}; pass one of those, or --prefix auto",
+                f"keys start with {_tops(names)}; pass one of those, or --prefix auto",
             )
-
-    encoder_names = [n for n in names if n.startswith(encoder)]
-    if not any(_GLOBAL_ATTENTION_MARK in "." + n for n in encoder_names):
+    if not any(_GLOBAL_ATTENTION_MARK in "." + n for n in names if n.startswith(encoder)):
         raise MappingError(
             "checkpoint is not a Longformer: its encoder has no global-attention weights "
             "('attention.self.query_global'); it looks like a BERT or RoBERTa checkpoint",
             "pass the checkpoint of a Longformer model",
         )
+    return encoder
 
-    head_candidates = [n for n in names if not n.startswith(encoder) or encoder == ""]
-    head = _find_prefix(head_candidates, _HEAD_ANCHOR, "question-answering head", prefix_hint)
-    if not any(n == head + _HEAD_ANCHOR for n in names):
-        raise MappingError(
-            "checkpoint has no question-answering head: no key ends with 'qa_outputs.weight'",
-            "this tool converts Longformer question-answering checkpoints; name the head `qa_outputs` "
-            "in the LightningModule (an encoder-only checkpoint has no head to convert)",
-        )
 
-    layout = _LAYOUT_NAMES.get((encoder, head), f"encoder at `{encoder or '<root>'}`, head at `{head or '<root>'}`")
-    result = KeyMapping(layout=layout, wrapper_prefix=wrapper, encoder_prefix=encoder, head_prefix=head)
-    unknown: list[str] = []
+def _head(stripped: Mapping[str, str], shapes: Mapping[str, Shape], encoder: str) -> tuple[Head, dict[str, str]]:
+    """The head (keys outside the encoder, relative to its prefix) and head key -> source key."""
+    parent = next((encoder[: -len(a)] for a in _CLASS_ENCODER_ATTRIBUTES if encoder.endswith(a)), None)
+    class_layout = parent is not None and all(
+        name.startswith(parent) for name in stripped.values() if not name.startswith(encoder)
+    )
+    head_prefix = parent if class_layout else ""
+    back = {
+        name[len(head_prefix) :]: source
+        for source, name in stripped.items()
+        if not name.startswith(encoder) or encoder == ""
+        if not (encoder == "" and _is_encoder_key(name))
+    }
+    embeddings = next(s for s, n in stripped.items() if n == encoder + _EMBEDDINGS_ANCHOR)
+    pooler = any(n.startswith(encoder + "pooler.") for n in stripped.values())
+    head = Head(
+        keys={k: tuple(shapes[s]) for k, s in back.items()},
+        prefix=head_prefix,
+        hidden_size=int(shapes[embeddings][1]),
+        pooler=pooler,
+        class_layout=class_layout,
+    )
+    return head, back
+
+
+def _is_encoder_key(name: str) -> bool:
+    # a bare LongformerModel state dict: the encoder at the root
+    return name.split(".")[0] in ("embeddings", "encoder", "pooler")
+
+
+def _ambiguous(head: Head, shapes_by_key: Mapping[str, Shape], found: list[Reading], encoder: str) -> MappingError:
+    ways = "; ".join(f"{tasks.get(r.task).title}: {r.why} (--task {r.task})" for r in found)
+    return MappingError(
+        f"the head beside the encoder ('{encoder or '<root>'}') allows more than one reading: "
+        f"{_with_shapes(head.keys, shapes_by_key)} may be {ways}; or a head no transformers class computes, "
+        "such as a classifier applied to <s> only (--task feature-extraction)",
+        "pass --task with the reading that is what the LightningModule computed "
+        "(--task feature-extraction exports the encoder alone and lists the dropped keys)",
+    )
+
+
+def _custom(head: Head, shapes_by_key: Mapping[str, Shape], encoder: str, task: Task | None) -> MappingError:
+    names = ", ".join(t for t in tasks.REGISTRY if not tasks.get(t).drops_head)
+    what = (
+        f"is not a {task.title} head ({task.architecture} needs {task.head_doc})"
+        if task
+        else "is not a head that a transformers class computes"
+    )
+    return MappingError(
+        f"the checkpoint's head {what}: keys outside the encoder ('{encoder or '<root>'}') are "
+        f"{_with_shapes(head.keys, shapes_by_key)}",
+        f"pass --task feature-extraction to export the encoder alone (these keys are dropped and listed in the "
+        f"report and the model card); heads transformers has: {names}"
+        + ("; or --task auto to read the task from the keys" if task else ""),
+    )
+
+
+def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str = "auto") -> KeyMapping:
+    """Decide the task and where each checkpoint key goes.
+
+    Args:
+        shapes: the checkpoint's state dict keys and tensor shapes.
+        task: ``auto`` to read the task from the head's keys and shapes, or a task's name.
+        prefix: ``auto`` to detect the encoder's prefix, or the prefix itself (after any wrapper
+            prefix), e.g. ``model.`` or ``model.longformer.``.
+
+    Returns:
+        The ``KeyMapping``: every key mapped or dropped with a reason. Not yet checked against a
+        config: see ``check_mapping``.
+
+    Raises:
+        MappingError: no Longformer encoder; a head that fits no task, or the given task; a head
+            that allows more than one reading under ``auto``; keys outside the encoder and head.
+    """
+    if not shapes:
+        raise MappingError("checkpoint's state dict is empty", "pass the checkpoint of a trained model")
+    wrapper, stripped = _strip_wrappers(list(shapes))
+    encoder = find_encoder(stripped.values(), prefix)
+    head, back = _head(stripped, shapes, encoder)
+    head_shapes = {k: tuple(shapes[s]) for k, s in back.items()}
+    reading = _choose(head, head_shapes, encoder, task)
+    chosen = tasks.get(reading.task)
+
+    layout = _layout(encoder, head, chosen, reading)
+    result = KeyMapping(
+        task=chosen.name,
+        layout=layout,
+        wrapper_prefix=wrapper,
+        encoder_prefix=encoder,
+        head_prefix=head.prefix,
+        head=reading.why,
+        num_labels=reading.num_labels,
+    )
+    target_encoder = tasks.encoder_target(chosen)
+    for name, source in back.items():
+        if name in reading.mapped:
+            result.mapped[source] = reading.mapped[name]
+    for target, parts in reading.combined.items():
+        result.combined[target] = tuple(back[p] for p in parts)
+        for part in parts:
+            result.mapped[back[part]] = target
+    head_sources = set(back.values())
     for source, name in stripped.items():
-        if name.startswith(head + HEAD_TARGET) and name[len(head) :] in (HEAD_TARGET + "weight", HEAD_TARGET + "bias"):
-            result.mapped[source] = name[len(head) :]
-        elif name.startswith(encoder):
-            rest = name[len(encoder) :]
-            reason = next((why for start, why in _DROP_REASONS.items() if rest.startswith(start)), None)
-            if reason:
-                result.dropped[source] = reason
-            else:
-                result.mapped[source] = ENCODER_TARGET + rest
+        if source in result.mapped:
+            continue
+        if source in head_sources:
+            if chosen.drops_head:
+                result.dropped[source] = (
+                    f"not part of {chosen.architecture}: --task {chosen.name} exports the encoder alone"
+                )
+                continue
+            raise MappingError(
+                f"checkpoint key '{source}' is outside the encoder and the {chosen.title} head",
+                "these would be lost; pass --prefix if they belong to the model, "
+                "otherwise remove them from the state dict",
+            )
+        rest = name[len(encoder) :]
+        if rest.startswith(_POSITION_IDS):
+            result.dropped[source] = _POSITION_IDS_REASON
+        elif rest.startswith("pooler.") and chosen.pooler is False:
+            result.dropped[source] = f"{chosen.architecture} has no pooler"
         else:
-            unknown.append(source)
-    if unknown:
-        raise MappingError(
-            f"checkpoint has {len(unknown)} key(s) outside the encoder ('{encoder}') and the head: {_list(unknown)}",
-            "these would be lost; if they belong to the model, pass --prefix, otherwise remove them "
-            "from the state dict before converting",
-        )
-    if expected is not None:
-        _check_against(result, shapes, expected)
+            result.mapped[source] = target_encoder + rest
     return result
 
 
-def _check_against(result: KeyMapping, shapes: Mapping[str, Shape], expected: Mapping[str, Shape]) -> None:
-    targets = {t: s for s, t in result.mapped.items()}
+def head_readings(shapes: Mapping[str, Shape], *, prefix: str = "auto") -> dict[str, object]:
+    """The encoder's prefix, the keys outside it with their shapes, and every task's reading of them.
+
+    For ``inspect``: no decision is made, nothing is raised past the encoder search.
+
+    Raises:
+        MappingError: no Longformer encoder (see ``find_encoder``).
+    """
+    wrapper, stripped = _strip_wrappers(list(shapes))
+    encoder = find_encoder(stripped.values(), prefix)
+    head, back = _head(stripped, shapes, encoder)
+    return {
+        "encoder_prefix": wrapper + encoder,
+        "head_keys": {back[k]: list(v) for k, v in sorted(head.keys.items())},
+        "readings": [
+            {"task": r.task, "exact": r.exact, "why": r.why, "num_labels": r.num_labels}
+            for r in tasks.readings(head)
+            if r.exact or not tasks.get(r.task).drops_head
+        ],
+    }
+
+
+def _choose(head: Head, head_shapes: Mapping[str, Shape], encoder: str, task: str) -> Reading:
+    if task != "auto":
+        chosen = tasks.get(task)
+        found = chosen.match(head)
+        if not found:
+            raise _custom(head, head_shapes, encoder, chosen)
+        return found[0]
+    found = [r for r in tasks.readings(head) if r.exact or not tasks.get(r.task).drops_head]
+    exact = [r for r in found if r.exact]
+    if len(exact) == 1:
+        return exact[0]
+    if found:
+        raise _ambiguous(head, head_shapes, found, encoder)
+    raise _custom(head, head_shapes, encoder, None)
+
+
+def _layout(encoder: str, head: Head, task: Task, reading: Reading) -> str:
+    if not head.keys:
+        return f"the encoder alone, at `{encoder or '<root>'}`"
+    if head.class_layout and reading.exact:
+        where = f"as `{head.prefix.rstrip('.')}`" if head.prefix else "as bare keys"
+        return f"{'wrapped' if head.prefix else 'bare'}: {task.architecture} {where}"
+    return f"sibling: encoder at `{encoder or '<root>'}`, head {reading.why}"
+
+
+def check_mapping(result: KeyMapping, shapes: Mapping[str, Shape], expected: Mapping[str, Shape], task: Task) -> None:
+    """Check the mapped keys against the target class's keys and shapes (from the base config).
+
+    Tied keys (``Task.tied``) may be absent from the checkpoint: transformers ties them on loading.
+
+    Raises:
+        MappingError: keys the config does not have, keys the model needs that the checkpoint
+            lacks, or a shape that disagrees with the base config.
+    """
+    targets: dict[str, str] = {}
+    for source, target in result.mapped.items():
+        targets.setdefault(target, source)
     extra = sorted(set(targets) - set(expected))
-    missing = sorted(set(expected) - set(targets))
+    missing = sorted(set(expected) - set(targets) - set(task.tied))
     layers, expected_layers = _layer_count(targets), _layer_count(expected)
     detail = (
         f" (the checkpoint has {layers} layers, the base config {expected_layers})" if layers != expected_layers else ""
@@ -196,15 +344,25 @@ def _check_against(result: KeyMapping, shapes: Mapping[str, Shape], expected: Ma
         fix = (
             "pass --base-model with the config the model was trained from"
             if detail
-            else ("pass the checkpoint of the whole model (or --prefix if its keys are stored elsewhere)")
+            else "pass the checkpoint of the whole model (or --prefix if its keys are stored elsewhere)"
         )
-        raise MappingError(f"checkpoint lacks {len(missing)} weight(s) the model needs{detail}: {_list(missing)}", fix)
-    wrong = [(t, s) for t, s in sorted(targets.items()) if tuple(shapes[s]) != tuple(expected[t])]
+        present = f"; it has the encoder under '{result.encoder_prefix or '<root>'}'"
+        raise MappingError(
+            f"checkpoint lacks {len(missing)} weight(s) that {task.architecture} needs{detail}: "
+            f"{_list(missing)}{present}",
+            fix,
+        )
+    wrong = []
+    for target, source in sorted(targets.items()):
+        parts = result.combined.get(target)
+        got = (sum(shapes[p][0] for p in parts), *shapes[parts[0]][1:]) if parts else tuple(shapes[source])
+        if got != tuple(expected[target]):
+            wrong.append((target, source, got))
     if wrong:
-        target, source = wrong[0]
+        target, source, got = wrong[0]
         more = f" ({len(wrong)} tensors disagree; the first:)" if len(wrong) > 1 else ""
         raise MappingError(
-            f"checkpoint does not fit the base config{more} tensor '{source}' has shape {list(shapes[source])} "
+            f"checkpoint does not fit the base config{more} tensor '{source}' has shape {list(got)} "
             f"but the config needs {list(expected[target])} for '{target}'",
             "pass --base-model with the config the model was trained from (hidden size, vocabulary, positions)",
         )

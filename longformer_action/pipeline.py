@@ -14,11 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import tasks
 from .base_model import BaseModel, resolve_base_model
 from .checkpoint import Checkpoint, read_checkpoint
-from .convert import file_info, load_config, mapped_tensors, plan, staged_output, write_model
-from .errors import CheckFailed, ConversionError
-from .mapping import plan_mapping
+from .convert import (
+    check_tensors,
+    expected_shapes,
+    file_info,
+    load_config,
+    mapped_tensors,
+    resolve_labels,
+    staged_output,
+    tie_weights,
+    write_model,
+)
+from .errors import CheckFailed, ConversionError, MappingError
+from .mapping import KeyMapping, check_mapping, head_readings, plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
 from .verify import run_check, saved_dtype
@@ -30,6 +41,10 @@ class ConvertOptions:
 
     base_model: str
     revision: str | None = None
+    task: str = "auto"
+    labels: tuple[str, ...] | None = None
+    problem_type: str | None = None
+    global_attention: str = "default"
     prefix: str = "auto"
     dtype: str = "keep"
     max_shard_size: str = "5GB"
@@ -64,6 +79,57 @@ def _read(path: Path, trust: bool, progress: Progress) -> Checkpoint:
     return ckpt
 
 
+def _plan(
+    ckpt: Checkpoint,
+    base: BaseModel,
+    *,
+    task: str,
+    prefix: str,
+    labels: tuple[str, ...] | None = None,
+    problem_type: str | None = None,
+    global_attention: str = "default",
+    state: dict[str, Any],
+) -> tuple[KeyMapping, Any]:
+    """Read the task and map the keys, then build the task's config and check the keys against it."""
+    check_tensors(ckpt)
+    shapes = {k: tuple(v.shape) for k, v in ckpt.state_dict.items()}
+    state["mapping"] = mapping = plan_mapping(shapes, task=task, prefix=prefix)
+    chosen = tasks.get(mapping.task)
+    if problem_type and not chosen.problem_type:
+        raise MappingError(
+            f"--problem-type applies to text-classification, but the task is {chosen.name}", "leave --problem-type out"
+        )
+    names, source = resolve_labels(chosen, mapping.num_labels, labels, ckpt.hparams)
+    config = load_config(base, chosen, num_labels=mapping.num_labels, labels=names, problem_type=problem_type)
+    tie_weights(ckpt, mapping, chosen, config)
+    check_mapping(mapping, shapes, expected_shapes(chosen, config, pooler=mapping.has_pooler), chosen)
+    state["conversion"] = _facts(chosen, mapping, config, source, global_attention)
+    return mapping, config
+
+
+def _facts(task: tasks.Task, mapping: KeyMapping, config: Any, label_source: str, declared: str) -> dict[str, Any]:
+    convention = tasks.resolve_global_attention(task, declared)
+    return {
+        "task": task.name,
+        "architecture": task.architecture,
+        "auto_class": task.auto_class,
+        "pipeline_tag": task.pipeline_tag,
+        "head": mapping.head,
+        "num_labels": mapping.num_labels if task.labels else None,
+        "id2label": {str(k): v for k, v in config.id2label.items()} if task.labels else None,
+        "labels_from": label_source,
+        "problem_type": getattr(config, "problem_type", None),
+        "global_attention": {
+            "convention": convention,
+            "class_default": task.global_attention,
+            "declared": declared,
+            "call": None if convention == task.global_attention else tasks.GLOBAL_ATTENTION_CALLS[convention],
+        },
+        "tied": not mapping.untied and bool(task.tied),
+        "untied": dict(mapping.untied),
+    }
+
+
 def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: Progress) -> dict[str, Any]:
     """Convert a checkpoint into a checked folder at ``output``; return the report.
 
@@ -81,11 +147,19 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             state["base"] = base = resolve_base_model(
                 options.base_model, revision=options.revision, token=options.token
             )
-            config = load_config(base)
             stage.detail = f"{base.spec} ({len(base.tokenizer_files)} tokenizer files)"
-        with progress.stage("map", "Map the keys") as stage:
-            state["mapping"] = mapping = plan(ckpt, config, prefix=options.prefix)
-            stage.detail = f"{len(mapping.mapped)} mapped, {len(mapping.dropped)} dropped; {mapping.layout}"
+        with progress.stage("map", "Read the task and map the keys") as stage:
+            mapping, config = _plan(
+                ckpt,
+                base,
+                task=options.task,
+                prefix=options.prefix,
+                labels=options.labels,
+                problem_type=options.problem_type,
+                global_attention=options.global_attention,
+                state=state,
+            )
+            stage.detail = _map_line(mapping, state["conversion"])
         with progress.stage("save", "Save the folder") as stage:
             tensors = mapped_tensors(ckpt, mapping)
             total = sum(t.numel() * t.element_size() for t in tensors.values())
@@ -110,6 +184,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                     dtype=options.dtype,
                     atol=options.atol,
                     lightning_module=options.lightning_module,
+                    global_attention=options.global_attention,
                 )
                 stage.detail = _check_line(check)
             if not check.passed:
@@ -133,12 +208,22 @@ def _listing(folder: Path, files: list[Any]) -> list[Any]:
     return [file_info(p, known) for p in sorted(folder.iterdir()) if p.name != REPORT_NAME]
 
 
+def _map_line(mapping: KeyMapping, facts: dict[str, Any]) -> str:
+    labels = f", {facts['num_labels']} labels" if facts["num_labels"] else ""
+    return (
+        f"{facts['task']} ({facts['architecture']}{labels}); {len(mapping.mapped)} mapped, "
+        f"{len(mapping.dropped)} dropped; {mapping.layout}; global attention: "
+        f"{facts['global_attention']['convention']}"
+    )
+
+
 def _check_line(check: Any) -> str:
     verdict = "passed" if check.passed else "FAILED"
+    smoke = check.smoke
     return (
         f"{verdict}; max abs diff {check.max_abs_diff:.3g} (tolerance {check.atol:g}), "
         f"{check.tensors_compared} tensors compared"
-        + (f"; sample answer: {check.answer['answer']!r}" if check.answer else "")
+        + (f"; sample: {smoke['input']!r} -> {smoke['output']}" if smoke.get("output") else "")
     )
 
 
@@ -163,11 +248,14 @@ def verify(
     trust_checkpoint: bool = False,
     prefix: str = "auto",
     lightning_module: str | None = None,
+    global_attention: str | None = None,
     progress: Progress,
 ) -> dict[str, Any]:
     """Check an existing folder against a checkpoint; return the report.
 
-    The reference runs with ``base_model``'s config when given, else with the folder's own.
+    The task is the folder's (``architectures`` in its ``config.json``). The reference runs with
+    ``base_model``'s config when given, else with the folder's own; the global attention is
+    ``global_attention`` when given, else what the folder's ``conversion-report.json`` records.
 
     Raises:
         ConversionError: the folder or checkpoint cannot be read.
@@ -179,21 +267,49 @@ def verify(
             raise ConversionError(
                 f"{model_dir} has no config.json", "pass the folder that convert or save_pretrained wrote"
             )
+        folder_config = json.loads((model_dir / "config.json").read_text())
+        architecture = (folder_config.get("architectures") or [None])[0]
+        task = tasks.by_architecture(architecture or "")
+        if task is None:
+            raise ConversionError(
+                f"{model_dir} holds a {architecture or 'model without architectures'}, not a Longformer class this "
+                "tool converts",
+                "pass a folder whose config.json names one of "
+                + ", ".join(t.architecture for t in tasks.REGISTRY.values()),
+            )
+        if global_attention is None:
+            global_attention = _recorded_global_attention(model_dir)
         state["ckpt"] = ckpt = _read(checkpoint, trust_checkpoint, progress)
         with progress.stage("base-model", "Resolve the reference config") as stage:
             state["base"] = base = resolve_base_model(base_model) if base_model else _folder_base(model_dir)
-            config = load_config(base)
             stage.detail = base.spec
         with progress.stage("map", "Map the keys") as stage:
-            state["mapping"] = mapping = plan(ckpt, config, prefix=prefix)
-            stage.detail = f"{len(mapping.mapped)} mapped, {len(mapping.dropped)} dropped; {mapping.layout}"
+            labels = tuple(folder_config["id2label"][str(i)] for i in range(len(folder_config.get("id2label") or {})))
+            mapping, config = _plan(
+                ckpt,
+                base,
+                task=task.name,
+                prefix=prefix,
+                labels=labels if task.labels and labels and not labels[0].startswith("LABEL_") else None,
+                problem_type=folder_config.get("problem_type") if task.problem_type else None,
+                global_attention=global_attention,
+                state=state,
+            )
+            stage.detail = _map_line(mapping, state["conversion"])
         stored = saved_dtype(model_dir)
         source = Counter(str(t.dtype).removeprefix("torch.") for t in ckpt.state_dict.values() if t.is_floating_point())
         dtype = "keep" if source and source.most_common(1)[0][0] == stored else stored
         state["dtype_requested"], state["dtype_saved"] = dtype, stored
         with progress.stage("check", "Check the folder against the checkpoint") as stage:
             state["check"] = check = run_check(
-                model_dir, ckpt, mapping, config, dtype=dtype, atol=atol, lightning_module=lightning_module
+                model_dir,
+                ckpt,
+                mapping,
+                config,
+                dtype=dtype,
+                atol=atol,
+                lightning_module=lightning_module,
+                global_attention=global_attention,
             )
             stage.detail = _check_line(check)
         result = build_report(command="verify", **state)
@@ -202,6 +318,14 @@ def verify(
         if not check.passed:
             raise _check_failed(check, f"{model_dir} is not a faithful conversion", result)
     return result
+
+
+def _recorded_global_attention(folder: Path) -> str:
+    try:
+        report = json.loads((folder / REPORT_NAME).read_text())
+        return str(report["conversion"]["global_attention"]["convention"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "default"
 
 
 def _folder_base(folder: Path) -> BaseModel:
@@ -233,25 +357,37 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
         "layout_error": None,
     }
     info["other_bytes"] = max(info["file_bytes"] - info["weight_bytes"], 0)
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
     try:
-        mapping = plan_mapping({k: tuple(v.shape) for k, v in tensors.items()}, None)
+        info["head"] = head_readings(shapes)
+        mapping = plan_mapping(shapes)
     except ConversionError as exc:
         info["layout_error"] = exc.format_message()
-    else:
-        info["layout"] = {
-            "description": mapping.layout,
-            "wrapper_prefix": mapping.wrapper_prefix,
-            "encoder_prefix": mapping.encoder_prefix,
-            "head_prefix": mapping.head_prefix,
-            "mapped": len(mapping.mapped),
-            "dropped": {k: v for k, v in mapping.dropped.items()},
-        }
-        info["task"] = "question-answering"
-        embeddings = tensors[next(s for s, t in mapping.mapped.items() if t.endswith("word_embeddings.weight"))]
-        layers = {t.split(".")[3] for t in mapping.mapped.values() if t.startswith("longformer.encoder.layer.")}
-        info["shape"] = {
-            "vocab_size": int(embeddings.shape[0]),
-            "hidden_size": int(embeddings.shape[1]),
-            "num_hidden_layers": len(layers),
-        }
+        return info
+    task = tasks.get(mapping.task)
+    info["layout"] = {
+        "description": mapping.layout,
+        "wrapper_prefix": mapping.wrapper_prefix,
+        "encoder_prefix": mapping.encoder_prefix,
+        "head_prefix": mapping.head_prefix,
+        "mapped": len(mapping.mapped),
+        "dropped": dict(mapping.dropped),
+    }
+    info["task"] = task.name
+    info["architecture"] = task.architecture
+    info["num_labels"] = mapping.num_labels if task.labels else None
+    prefix = tasks.encoder_target(task)
+    embeddings = tensors[
+        next(s for s, t in mapping.mapped.items() if t == f"{prefix}embeddings.word_embeddings.weight")
+    ]
+    layers = {
+        t[len(f"{prefix}encoder.layer.") :].split(".")[0]
+        for t in mapping.mapped.values()
+        if t.startswith(f"{prefix}encoder.layer.")
+    }
+    info["shape"] = {
+        "vocab_size": int(embeddings.shape[0]),
+        "hidden_size": int(embeddings.shape[1]),
+        "num_hidden_layers": len(layers),
+    }
     return info

@@ -12,7 +12,7 @@ from typing import Any
 
 from .base_model import BaseModel
 from .checkpoint import Checkpoint
-from .convert import ARCHITECTURE, FileInfo
+from .convert import FileInfo
 from .mapping import KeyMapping
 from .progress import human_bytes
 from .verify import CheckResult
@@ -40,8 +40,13 @@ def build_report(
     timings: dict[str, float] | None = None,
     command: str = "convert",
     error: str | None = None,
+    conversion: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Gather every fact of a conversion (or verification) as plain data."""
+    """Gather every fact of a conversion (or verification) as plain data.
+
+    ``conversion`` holds the task's facts (task, class, labels, global attention, ties), as
+    ``pipeline`` gathers them once the task is known.
+    """
     report: dict[str, Any] = {
         "tool": {"name": "longformer-convert", "version": _version("longformer-convert-action"), "command": command},
         "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
@@ -69,8 +74,9 @@ def build_report(
             "commit": base.commit,
             "tokenizer_files": [p.name for p in base.tokenizer_files],
         },
-        "task": "question-answering",
-        "architecture": ARCHITECTURE,
+        "task": (conversion or {}).get("task"),
+        "architecture": (conversion or {}).get("architecture"),
+        "conversion": conversion,
         "dtype": {"requested": dtype_requested, "saved": dtype_saved},
         "mapping": None,
         "files": [vars(f) for f in files or []],
@@ -91,6 +97,8 @@ def build_report(
             "wrapper_prefix": mapping.wrapper_prefix,
             "encoder_prefix": mapping.encoder_prefix,
             "head_prefix": mapping.head_prefix,
+            "head": mapping.head,
+            "combined": {t: list(s) for t, s in mapping.combined.items()},
             "mapped": len(mapping.mapped),
             "dropped": len(mapping.dropped),
             "keys": sorted(keys, key=lambda k: k["source"]),
@@ -123,26 +131,59 @@ def check_table(check: dict[str, Any]) -> list[str]:
     return rows
 
 
-def model_card(report: dict[str, Any]) -> str:
-    """The folder's README.md: how to load it, where it came from, and how it was checked."""
-    src, base, check = report["source"], report["base_model"] or {}, report["check"]
-    base_id = base.get("spec", "")
-    front = ["---", "library_name: transformers", "pipeline_tag: question-answering", "tags:", "- longformer"]
-    if base_id and not Path(base_id).is_absolute() and "/" in base_id and not base_id.startswith("."):
-        front.append(f"base_model: {base_id}")
-    front.append("---")
+def _hub_id(spec: str) -> str | None:
+    if not spec or Path(spec).is_absolute() or spec.startswith(".") or "/" not in spec or Path(spec).exists():
+        return None
+    return spec
+
+
+def _usage(conv: dict[str, Any]) -> list[str]:
+    """How a downstream job loads the folder and calls it as the module was trained."""
+    attention = conv["global_attention"]
     lines = [
-        *front,
-        "",
-        "# Longformer for question answering",
-        "",
-        f"Converted from a PyTorch Lightning checkpoint by `longformer-convert` {_fmt(report['tool']['version'])}.",
-        "",
         "```python",
-        "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
-        'model = AutoModelForQuestionAnswering.from_pretrained("path/to/this/folder")',
+        "import torch",
+        f"from transformers import {conv['auto_class']}, AutoTokenizer",
+        "",
+        f'model = {conv["auto_class"]}.from_pretrained("path/to/this/folder")',
         'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
-        "```",
+    ]
+    if attention["call"]:
+        lines += [
+            'inputs = tokenizer("...", return_tensors="pt")',
+            f"# trained with global attention `{attention['convention']}`, not the class default "
+            f"`{attention['class_default']}`: pass it explicitly",
+            attention["call"],
+            "outputs = model(**inputs, global_attention_mask=global_attention_mask)",
+        ]
+    lines.append("```")
+    return lines
+
+
+def model_card(report: dict[str, Any]) -> str:
+    """The folder's README.md: metadata, how to load it, where it came from, and how it was checked.
+
+    The metadata header is huggingface_hub's ``ModelCardData`` (``library_name``, ``pipeline_tag``,
+    ``base_model``, ``tags``), as the Hub reads it.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    src, base, check, conv = report["source"], report["base_model"] or {}, report["check"], report["conversion"]
+    base_id = base.get("spec", "")
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=conv["pipeline_tag"],
+        base_model=_hub_id(base_id),
+        tags=["longformer", conv["task"], "pytorch-lightning"],
+    )
+    attention = conv["global_attention"]
+    lines = [
+        f"# Longformer for {_title(conv)}",
+        "",
+        f"Converted from a PyTorch Lightning checkpoint by `longformer-convert` {_fmt(report['tool']['version'])}: "
+        f"`{conv['architecture']}`, task `{conv['task']}`.",
+        "",
+        *_usage(conv),
         "",
         "## Provenance",
         "",
@@ -153,6 +194,17 @@ def model_card(report: dict[str, Any]) -> str:
         f"| written by | {src['generation']}, Lightning {_fmt(src['lightning_version'])} |",
         f"| epoch / global step | {_fmt(src['epoch'])} / {_fmt(src['global_step'])} |",
         f"| base model (config, tokenizer) | `{_fmt(base_id)}` |",
+        f"| task | `{conv['task']}` ({conv['architecture']}); head: {conv['head']} |",
+        f"| global attention | `{attention['convention']}` (class default: `{attention['class_default']}`) |",
+    ]
+    if conv.get("num_labels"):
+        labels = ", ".join(conv["id2label"][str(i)] for i in range(conv["num_labels"]))
+        lines.append(f"| labels | {conv['num_labels']}: {labels} (from {conv['labels_from']}) |")
+    if conv.get("problem_type"):
+        lines.append(f"| problem type | `{conv['problem_type']}` |")
+    if conv.get("untied"):
+        lines.append(f"| tied weights | saved untied: {'; '.join(f'`{k}` {v}' for k, v in conv['untied'].items())} |")
+    lines += [
         f"| dtype | {report['dtype']['saved']} (requested: {report['dtype']['requested']}) |",
         f"| keys | {report['mapping']['mapped']} mapped, {report['mapping']['dropped']} dropped |",
         "",
@@ -166,14 +218,22 @@ def model_card(report: dict[str, Any]) -> str:
     else:
         verdict = "passed" if check["passed"] else "FAILED"
         lines += [
-            f"The forward-pass check {verdict}: the folder, reloaded with `from_pretrained`, was compared "
-            f"with the checkpoint's own weights run as the LightningModule ran them, on a batch of "
-            f"{check['inputs'].get('batch')} question-answering inputs of lengths {check['inputs'].get('lengths')}.",
+            f"The forward-pass check {verdict}: the folder, reloaded with `{conv['auto_class']}.from_pretrained`, "
+            f"was compared with the checkpoint's own weights run as the LightningModule ran them (global attention "
+            f"`{attention['convention']}`), on inputs of shape {check['inputs'].get('shape')} "
+            f"({check['inputs'].get('kind')}; lengths {check['inputs'].get('lengths')}).",
             "",
             *check_table(check),
             "",
         ]
-    return "\n".join(lines)
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+    return str(card)
+
+
+def _title(conv: dict[str, Any]) -> str:
+    from .tasks import get
+
+    return get(conv["task"]).title
 
 
 def summary_markdown(report: dict[str, Any]) -> str:
@@ -183,6 +243,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
     if report["status"] == "ok" and not check:
         status = "converted (not checked)"
     lines = [f"## Longformer conversion: {status}", ""]
+    dropped = [k for k in (report["mapping"] or {}).get("keys", []) if k["fate"] == "dropped"]
     if report.get("error"):
         lines += [f"> **Error:** {report['error']}", ""]
     lines += [
@@ -194,6 +255,14 @@ def summary_markdown(report: dict[str, Any]) -> str:
     ]
     if report["base_model"]:
         lines.append(f"| base model | `{report['base_model']['spec']}` |")
+    conv = report.get("conversion")
+    if conv:
+        labels = f", {conv['num_labels']} labels" if conv.get("num_labels") else ""
+        lines.append(f"| task | `{conv['task']}` ({conv['architecture']}{labels}) |")
+        attention = conv["global_attention"]
+        lines.append(
+            f"| global attention | `{attention['convention']}` (class default `{attention['class_default']}`) |"
+        )
     if report["mapping"]:
         m = report["mapping"]
         lines.append(f"| keys | {m['mapped']} mapped, {m['dropped']} dropped ({m['layout']}) |")
@@ -202,10 +271,13 @@ def summary_markdown(report: dict[str, Any]) -> str:
     lines += [f"| time | {total:.1f} s |", ""]
     if check:
         lines += ["### Check", "", *check_table(check), ""]
-        if check.get("answer"):
-            lines += [f"Sample: *{check['answer']['question']}* → `{check['answer']['answer']}`", ""]
+        if check.get("smoke", {}).get("output"):
+            lines += [f"Sample: *{check['smoke']['input']}* → `{check['smoke']['output']}`", ""]
         if check["failures"]:
             lines += ["Failures:", ""] + [f"- {f}" for f in check["failures"][:20]] + [""]
+    if dropped:
+        lines += [f"### Dropped keys ({len(dropped)})", "", "| key | reason |", "|---|---|"]
+        lines += [f"| `{k['source']}` | {k['reason']} |" for k in dropped[:50]] + [""]
     if report["files"]:
         lines += ["### Files", "", "| file | size |", "|---|---|"]
         lines += [f"| `{f['name']}` | {human_bytes(f['bytes'])} |" for f in report["files"]] + [""]

@@ -1,11 +1,12 @@
 """Prove a folder computes what the checkpoint computed: a per-tensor check and a forward-pass check.
 
-Reference: the checkpoint's own tensors in an HF ``LongformerModel`` (the encoder) followed by the
-head as the LightningModule applied it (a linear map to two logits, split into start and end).
-Candidate: the folder reloaded from disk with ``AutoModelForQuestionAnswering.from_pretrained``,
-sharing nothing with the conversion's objects. Both run on real question-answering inputs, a batch
+Reference: the checkpoint's own tensors in transformers' ``LongformerModel`` (the encoder) followed by
+the head's arithmetic written with ``torch.nn.functional`` (``Task.reference``), with the global
+attention the module trained with. Candidate: the folder reloaded from disk with the task's
+``AutoModelFor...`` class, sharing nothing with the conversion's objects. Both run on inputs that
+fit the task (question and context pairs, single texts, masked texts, a choices dimension), a batch
 of two with padding, longer than one attention window, so that the sliding window and the global
-attention on the question both run.
+attention both run.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import tasks
 from .checkpoint import Checkpoint
 from .convert import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, mapped_tensors, target_dtype
 from .errors import ConversionError
-from .mapping import ENCODER_TARGET, HEAD_TARGET, KeyMapping
+from .mapping import KeyMapping
+from .tasks import Task
 
 #: Default absolute tolerance on the logits, by the dtype the weights were saved in. float32 weights
 #: are bit-identical to the checkpoint's and run the same kernels, so the difference is 0 in
@@ -35,6 +38,10 @@ SAMPLE_CONTEXT = (
     "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. "
     "It is named after the engineer Gustave Eiffel, whose company designed and built the tower."
 )
+SAMPLE_CHOICES = ("In Paris, on the Champ de Mars.", "In Rome, beside the Colosseum.", "In Berlin, near the river.")
+#: The smoke test's input per input kind (``Task.inputs``).
+SAMPLE_TEXT = "The Eiffel Tower stands in Paris, on the Champ de Mars, and Gustave Eiffel's company built it."
+SAMPLE_MASKED = "The Eiffel Tower stands in {mask}, on the Champ de Mars."
 
 
 @dataclass
@@ -61,7 +68,7 @@ class CheckResult:
     tensor_failures: list[str] = field(default_factory=list)
     loading: dict[str, list[str]] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
-    answer: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -136,53 +143,81 @@ def attention_window(config: Any) -> int:
     return int(max(window)) if isinstance(window, (list, tuple)) else int(window)
 
 
-def make_inputs(config: Any, tokenizer: Any = None, *, seed: int = 0) -> dict[str, Any]:
-    """Two question-answering samples of different lengths, padded, longer than the one-sided window.
-
-    With the tokenizer when there is one (a question and a context); otherwise token ids in
-    the ``<s> question </s></s> context </s>`` shape with exactly three separators, from a seeded
-    generator.
-    """
+def _token_pool(config: Any, tokenizer: Any, text: str, generator: Any, count: int) -> list[int]:
     import torch
 
-    window = attention_window(config)
-    max_len = config.max_position_embeddings - config.pad_token_id - 2
-    # longer than the one-sided window (window // 2), so that the first tokens cannot see the last
-    # ones and the sliding window decides what each token attends to; Longformer pads to a
-    # multiple of ``window``, so this costs one window of compute per sample
-    one_sided = window // 2
-    target = min(max(one_sided + one_sided // 2 + 8, 48), max_len)
-    sep, cls, pad = config.sep_token_id, config.bos_token_id, config.pad_token_id
-    generator = torch.Generator().manual_seed(seed)
-    rows: list[list[int]] = []
-    for length in (target, max(target * 2 // 3, one_sided + 4)):
-        if tokenizer is not None:
-            q = tokenizer(SAMPLE_QUESTION, add_special_tokens=False)["input_ids"]
-            c = tokenizer(SAMPLE_CONTEXT, add_special_tokens=False)["input_ids"]
-        else:
-            specials = {sep, cls, pad, config.eos_token_id}
-            pool = [i for i in range(min(config.vocab_size, 1000)) if i not in specials]
-            pick = torch.randint(len(pool), (length,), generator=generator).tolist()
-            q, c = [pool[i] for i in pick[:6]], [pool[i] for i in pick[6:]]
-        room = length - len(q) - 4
-        context = (c * (room // max(len(c), 1) + 1))[:room]
-        rows.append([cls, *q, sep, sep, *context, sep])
-    width = max(len(r) for r in rows)
+    if tokenizer is not None:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    specials = {config.sep_token_id, config.bos_token_id, config.pad_token_id, config.eos_token_id}
+    pool = [i for i in range(min(config.vocab_size, 1000)) if i not in specials]
+    return [pool[i] for i in torch.randint(len(pool), (count,), generator=generator).tolist()]
+
+
+def _fill(tokens: list[int], room: int) -> list[int]:
+    return (tokens * (room // max(len(tokens), 1) + 1))[:room]
+
+
+def _pad(rows: list[list[int]], pad: int, width: int | None = None) -> tuple[Any, Any]:
+    import torch
+
+    width = width or max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         input_ids[i, : len(row)] = torch.tensor(row)
         attention_mask[i, : len(row)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
+    return input_ids, attention_mask
 
 
-def question_global_mask(input_ids: Any, sep_token_id: int) -> Any:
-    """Global attention on the question: every token before the first separator (as HF's QA model does)."""
+def make_inputs(task: Task, config: Any, tokenizer: Any = None, *, seed: int = 0) -> dict[str, Any]:
+    """The check's inputs for ``task``: a batch of two samples of different lengths, padded.
+
+    Both are longer than the one-sided attention window, so the sliding window decides what each
+    token sees. By ``Task.inputs``: ``pair`` is ``<s> question </s></s> context </s>`` (exactly three
+    separators, as ``LongformerForQuestionAnswering`` requires); ``text`` is ``<s> text </s>``;
+    ``masked`` is a text with every fifth token replaced by ``<mask>`` (when the tokenizer has one);
+    ``choices`` gives ``input_ids`` of shape ``(2, 3, seq)``: a question paired with three choices.
+    Without a tokenizer, token ids come from a seeded generator.
+
+    Returns:
+        ``input_ids`` and ``attention_mask``, int64 tensors of shape ``(2, seq)`` (``(2, 3, seq)``
+        for ``choices``).
+    """
     import torch
 
-    first_sep = (input_ids == sep_token_id).int().argmax(dim=1, keepdim=True)
-    positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
-    return (positions < first_sep).long()
+    window = attention_window(config)
+    max_len = config.max_position_embeddings - config.pad_token_id - 2
+    # Longformer pads to a multiple of ``window``, so this costs one window of compute per sample
+    one_sided = window // 2
+    target = min(max(one_sided + one_sided // 2 + 8, 48), max_len)
+    sep, cls, pad = config.sep_token_id, config.bos_token_id, config.pad_token_id
+    generator = torch.Generator().manual_seed(seed)
+    lengths = (target, max(target * 2 // 3, one_sided + 4))
+    question = _token_pool(config, tokenizer, SAMPLE_QUESTION, generator, 6)
+    if task.inputs == "choices":
+        samples = []
+        for length in lengths:
+            rows = []
+            for choice in SAMPLE_CHOICES:
+                c = _token_pool(config, tokenizer, choice + " " + SAMPLE_CONTEXT, generator, length)
+                rows.append([cls, *question, sep, sep, *_fill(c, length - len(question) - 4), sep])
+            samples.append(rows)
+        width = max(len(r) for rows in samples for r in rows)
+        padded = [_pad(rows, pad, width) for rows in samples]
+        return {"input_ids": torch.stack([p[0] for p in padded]), "attention_mask": torch.stack([p[1] for p in padded])}
+    rows: list[list[int]] = []
+    for length in lengths:
+        if task.inputs == "pair":
+            c = _token_pool(config, tokenizer, SAMPLE_CONTEXT, generator, length)
+            rows.append([cls, *question, sep, sep, *_fill(c, length - len(question) - 4), sep])
+        else:
+            t = _fill(_token_pool(config, tokenizer, SAMPLE_TEXT + " " + SAMPLE_CONTEXT, generator, length), length - 2)
+            mask_id = getattr(tokenizer, "mask_token_id", None)
+            if task.inputs == "masked" and mask_id is not None:
+                t = [mask_id if i % 5 == 2 else tok for i, tok in enumerate(t)]
+            rows.append([cls, *t, sep])
+    input_ids, attention_mask = _pad(rows, pad)
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def load_tokenizer(folder: Path) -> Any:
@@ -194,27 +229,68 @@ def load_tokenizer(folder: Path) -> Any:
     return AutoTokenizer.from_pretrained(folder)
 
 
-def reference_outputs(tensors: Mapping[str, Any], config: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """What the LightningModule computed: the checkpoint's encoder, then its linear head, in float32."""
+def encoder_outputs(
+    tensors: Mapping[str, Any], task: Task, config: Any, inputs: Mapping[str, Any], global_mask: Any
+) -> dict[str, Any]:
+    """The checkpoint's encoder run in transformers' ``LongformerModel`` (float32), the pooler by hand.
+
+    Returns:
+        ``last_hidden_state`` ``(batch, seq, hidden)`` (choices flattened into the batch),
+        ``pooler_output`` ``(batch, hidden)`` (``tanh(dense(h[:, 0]))``, as ``LongformerPooler``;
+        ``None`` without pooler weights) and ``num_choices`` (``None`` without a choices dimension).
+    """
     import torch
+    import torch.nn.functional as F
     from transformers import LongformerModel
 
-    encoder_state = {
-        k[len(ENCODER_TARGET) :]: v.float() if v.is_floating_point() else v
+    prefix = tasks.encoder_target(task)
+    state = {
+        k[len(prefix) :]: v.float() if v.is_floating_point() else v
         for k, v in tensors.items()
-        if k.startswith(ENCODER_TARGET)
+        if k.startswith(prefix)
+        and not k[len(prefix) :].startswith(("pooler.", "lm_head.", "classifier.", "qa_outputs."))
     }
     with torch.device("meta"):
         encoder = LongformerModel(config, add_pooling_layer=False)
-    encoder.load_state_dict(encoder_state, strict=True, assign=True)
+    encoder.load_state_dict(state, strict=True, assign=True)
     encoder.eval()
-    weight, bias = tensors[HEAD_TARGET + "weight"].float(), tensors[HEAD_TARGET + "bias"].float()
-    global_mask = question_global_mask(inputs["input_ids"], config.sep_token_id)
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    num_choices = ids.shape[1] if ids.dim() == 3 else None
+    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
     with torch.inference_mode():
-        hidden = encoder(**inputs, global_attention_mask=global_mask).last_hidden_state
-        logits = torch.nn.functional.linear(hidden, weight, bias)
-    start, end = logits.split(1, dim=-1)
-    return {"start_logits": start.squeeze(-1).contiguous(), "end_logits": end.squeeze(-1).contiguous()}
+        hidden = encoder(
+            input_ids=flat(ids), attention_mask=flat(mask), global_attention_mask=flat(global_mask)
+        ).last_hidden_state
+        pooled = None
+        if f"{prefix}pooler.dense.weight" in tensors:
+            w, b = tensors[f"{prefix}pooler.dense.weight"].float(), tensors[f"{prefix}pooler.dense.bias"].float()
+            pooled = torch.tanh(F.linear(hidden[:, 0], w, b))
+    return {"last_hidden_state": hidden, "pooler_output": pooled, "num_choices": num_choices}
+
+
+def reference_outputs(
+    tensors: Mapping[str, Any], task: Task, config: Any, inputs: Mapping[str, Any], global_mask: Any
+) -> dict[str, Any]:
+    """What the LightningModule computed: the checkpoint's encoder, then the task's head arithmetic, in float32.
+
+    Raises:
+        ConversionError: the reference itself fails with this config (it names the config's fields).
+    """
+    import torch
+
+    floats = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    try:
+        out = encoder_outputs(floats, task, config, inputs, global_mask)
+        with torch.inference_mode():
+            return {k: v.contiguous() for k, v in task.reference(floats, out, config).items()}
+    except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ConversionError(
+            f"the checkpoint's own weights do not run with the base config (attention_window "
+            f"{config.attention_window}, max_position_embeddings {config.max_position_embeddings}): "
+            f"{type(exc).__name__}: {first}",
+            "pass --base-model with the config the model was trained from",
+        ) from None
 
 
 def quiet_transformers() -> None:
@@ -225,12 +301,13 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def module_reference(spec: str, checkpoint: Path) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
+def module_reference(spec: str, checkpoint: Path, task: Task) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
     """The user's own LightningModule, loaded from the checkpoint, as the reference (runs user code).
 
     ``spec`` is ``package.module:Class``. The module's ``forward(input_ids=..., attention_mask=...,
-    global_attention_mask=...)`` must return the start and end logits: a pair of tensors, an object
-    with ``start_logits`` and ``end_logits``, or one tensor whose last dimension is 2.
+    global_attention_mask=...)`` must return the task's outputs (``Task.outputs``): an object with
+    those attributes, a tuple in that order, or one tensor (for question answering, one tensor whose
+    last dimension is 2 is split into start and end logits).
 
     Raises:
         ConversionError: the class cannot be imported or loaded, or its forward returns something else.
@@ -260,33 +337,35 @@ def module_reference(spec: str, checkpoint: Path) -> Callable[[Mapping[str, Any]
             "check that --lightning-module is the class that wrote this checkpoint",
         ) from None
     model.eval()
+    names = [n for n in task.outputs if n != "pooler_output"]
 
     def run(inputs: Mapping[str, Any], global_mask: Any) -> dict[str, Any]:
         with torch.inference_mode():
             out = model(**inputs, global_attention_mask=global_mask)
-        if isinstance(out, (tuple, list)) and len(out) == 2:
-            start, end = out
-        elif hasattr(out, "start_logits") and hasattr(out, "end_logits"):
-            start, end = out.start_logits, out.end_logits
-        elif isinstance(out, torch.Tensor) and out.shape[-1] == 2:
-            start, end = (x.squeeze(-1) for x in out.split(1, dim=-1))
+        if all(hasattr(out, n) for n in names):
+            values = [getattr(out, n) for n in names]
+        elif isinstance(out, (tuple, list)) and len(out) == len(names):
+            values = list(out)
+        elif isinstance(out, torch.Tensor) and len(names) == 1:
+            values = [out]
+        elif isinstance(out, torch.Tensor) and len(names) == 2 and out.shape[-1] == 2:
+            values = [x.squeeze(-1) for x in out.split(1, dim=-1)]
         else:
             raise ConversionError(
-                f"{spec}.forward returned {type(out).__name__}, not start and end logits",
-                "return (start_logits, end_logits) from forward",
+                f"{spec}.forward returned {type(out).__name__}, not {', '.join(names)}",
+                f"return ({', '.join(names)}) from forward",
             )
-        return {"start_logits": start.float().contiguous(), "end_logits": end.float().contiguous()}
+        return {n: v.float().contiguous() for n, v in zip(names, values, strict=True)}
 
     return run
 
 
-def candidate_model(folder: Path) -> tuple[Any, dict[str, list[str]]]:
-    """The folder as a downstream job loads it, in float32 and eval mode, with its loading info."""
+def candidate_model(folder: Path, task: Task) -> tuple[Any, dict[str, list[str]]]:
+    """The folder as a downstream job loads it (``Task.auto_class``), float32, eval mode, with its loading info."""
     import torch
-    from transformers import AutoModelForQuestionAnswering
 
     quiet_transformers()
-    model, info = AutoModelForQuestionAnswering.from_pretrained(folder, output_loading_info=True, dtype=torch.float32)
+    model, info = task.loader_class().from_pretrained(folder, output_loading_info=True, dtype=torch.float32)
     model.eval()
     loading = {
         k: sorted(str(x) for x in info.get(k, [])) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")
@@ -295,7 +374,12 @@ def candidate_model(folder: Path) -> tuple[Any, dict[str, list[str]]]:
 
 
 def compare_outputs(reference: Mapping[str, Any], candidate: Any, atol: float) -> tuple[list[OutputDiff], list[str]]:
-    """Compare outputs by name, then shape, then values (max absolute and relative difference)."""
+    """Compare outputs by name, then shape, then values (max absolute and relative difference).
+
+    Non-finite values (NaN, inf) in the candidate are a failure whatever the reference holds.
+    """
+    import torch
+
     diffs: list[OutputDiff] = []
     failures: list[str] = []
     for name, ref in reference.items():
@@ -305,6 +389,9 @@ def compare_outputs(reference: Mapping[str, Any], candidate: Any, atol: float) -
             continue
         if tuple(got.shape) != tuple(ref.shape):
             failures.append(f"output '{name}' has shape {list(got.shape)}, reference {list(ref.shape)}")
+            continue
+        if not bool(torch.isfinite(got).all()):
+            failures.append(f"output '{name}' of the folder's model holds NaN or inf values")
             continue
         delta = (got.double() - ref.double()).abs()
         max_abs = float(delta.max()) if delta.numel() else 0.0
@@ -346,6 +433,50 @@ def answer_question(folder: Path, question: str, context: str) -> str:
     return decode_answer(tokenizer, encoded["input_ids"][0], out.start_logits[0], out.end_logits[0])
 
 
+def smoke_test(task: Task, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """Run the loaded folder end to end on a sample, as a downstream job would; a line for people.
+
+    With ``transformers.pipeline(Task.pipeline)`` where transformers 5 has that pipeline; question
+    answering decodes the best span; multiple choice picks the best of ``SAMPLE_CHOICES``.
+
+    Returns:
+        ``{"input": ..., "output": ...}`` (strings), or ``{}`` without a tokenizer.
+    """
+    import torch
+
+    if tokenizer is None:
+        return {}
+    if task.pipeline is not None:
+        from transformers import pipeline
+
+        runner = pipeline(task.pipeline, model=model, tokenizer=tokenizer, device="cpu")
+        text = SAMPLE_MASKED.format(mask=tokenizer.mask_token) if task.inputs == "masked" else SAMPLE_TEXT
+        out = runner(text)
+        if task.inputs == "masked":
+            shown = ", ".join(f"{o['token_str'].strip()!r} {o['score']:.2f}" for o in out[:3])
+        elif task.pipeline == "feature-extraction":
+            shown = f"features of shape {list(torch.tensor(out).shape)}"
+        elif isinstance(out, list) and out and "entity" in out[0]:
+            shown = ", ".join(f"{o['word'].strip()!r}: {o['entity']}" for o in out[:4]) + (
+                " ..." if len(out) > 4 else ""
+            )
+        else:
+            shown = ", ".join(f"{o['label']} {o['score']:.2f}" for o in (out if isinstance(out, list) else [out]))
+        return {"input": text, "output": shown}
+    if task.inputs == "pair":
+        encoded = tokenizer(SAMPLE_QUESTION, SAMPLE_CONTEXT, return_tensors="pt")
+        with torch.inference_mode():
+            out = model(**encoded)
+        answer = decode_answer(tokenizer, encoded["input_ids"][0], out.start_logits[0], out.end_logits[0])
+        return {"input": SAMPLE_QUESTION, "output": answer}
+    encoded = tokenizer(
+        [SAMPLE_QUESTION] * len(SAMPLE_CHOICES), list(SAMPLE_CHOICES), return_tensors="pt", padding=True
+    )
+    with torch.inference_mode():
+        logits = model(**{k: v.unsqueeze(0) for k, v in encoded.items()}).logits[0]
+    return {"input": SAMPLE_QUESTION, "output": SAMPLE_CHOICES[int(logits.argmax())]}
+
+
 def run_check(
     folder: Path,
     ckpt: Checkpoint,
@@ -355,26 +486,35 @@ def run_check(
     dtype: str = "keep",
     atol: float | None = None,
     lightning_module: str | None = None,
+    global_attention: str = "default",
 ) -> CheckResult:
     """Check a folder against the checkpoint it was converted from.
 
     Args:
         folder: the converted folder (config.json, weights, maybe tokenizer files).
         ckpt: the checkpoint, read with ``read_checkpoint``.
-        mapping: how the checkpoint's keys map to the folder's.
+        mapping: how the checkpoint's keys map to the folder's (its ``task`` picks the head).
         config: the model config (the folder's own ``config.json`` is what the candidate uses).
         dtype: the ``--dtype`` the conversion used (``keep`` when verifying an existing folder
             whose dtype matches the checkpoint's).
-        atol: absolute tolerance on the logits; default by saved dtype (``DEFAULT_ATOL``).
+        atol: absolute tolerance on the outputs; default by saved dtype (``DEFAULT_ATOL``).
         lightning_module: ``package.module:Class`` whose forward is the reference (see
             ``module_reference``; runs user code); default: the checkpoint's encoder and head.
+        global_attention: the convention the module trained with (``--global-attention``); where
+            it is not the class's default, the candidate is called with that mask explicitly.
 
     Returns:
-        The ``CheckResult``; ``passed`` is false when anything differs.
+        The ``CheckResult``; ``passed`` is false when anything differs, or when the folder does not
+        load or run (each cause is one line of ``failures``).
+
+    Raises:
+        ConversionError: the reference itself cannot run with ``config``.
     """
     import torch
 
     start = time.perf_counter()
+    task = tasks.get(mapping.task)
+    convention = tasks.resolve_global_attention(task, global_attention)
     stored = saved_dtype(folder)
     tolerance = atol if atol is not None else DEFAULT_ATOL.get(stored, 1e-5)
     result = CheckResult(passed=False, dtype=stored, atol=tolerance)
@@ -384,43 +524,64 @@ def run_check(
     result.failures.extend(result.tensor_failures)
 
     tokenizer = load_tokenizer(folder)
-    inputs = make_inputs(config, tokenizer)
+    inputs = make_inputs(task, config, tokenizer)
+    global_mask = tasks.global_attention_mask(convention, inputs["input_ids"], config.sep_token_id)
+    explicit = convention != task.global_attention
     result.inputs = {
+        "kind": task.inputs,
+        "shape": list(inputs["input_ids"].shape),
         "batch": int(inputs["input_ids"].shape[0]),
-        "lengths": [int(n) for n in inputs["attention_mask"].sum(dim=1)],
-        "padded_to": int(inputs["input_ids"].shape[1]),
+        "lengths": [
+            int(n) for n in inputs["attention_mask"].reshape(-1, inputs["attention_mask"].shape[-1]).sum(dim=1)
+        ],
+        "padded_to": int(inputs["input_ids"].shape[-1]),
         "attention_window": attention_window(config),
         "tokenizer": tokenizer is not None,
+        "global_attention": convention,
+        "global_attention_passed": explicit,
     }
     if lightning_module is None:
-        reference_logits = reference_outputs(tensors, config, inputs)
-        result.inputs["reference"] = "the checkpoint's encoder and linear head"
+        reference_logits = reference_outputs(tensors, task, config, inputs, global_mask)
+        result.inputs["reference"] = "the checkpoint's encoder and head arithmetic"
     else:
-        reference = module_reference(lightning_module, ckpt.path)
-        reference_logits = reference(inputs, question_global_mask(inputs["input_ids"], config.sep_token_id))
+        reference = module_reference(lightning_module, ckpt.path, task)
+        reference_logits = reference(inputs, global_mask)
         result.inputs["reference"] = "the LightningModule's forward"
     del tensors
     gc.collect()
 
     try:
-        model, result.loading = candidate_model(folder)
+        model, result.loading = candidate_model(folder, task)
     except Exception as exc:  # a folder that does not load is a failed check, whatever the reason
-        result.failures.append(f"the folder does not load with from_pretrained: {str(exc).splitlines()[0][:200]}")
+        result.failures.append(f"the folder does not load with from_pretrained: {_first_line(exc)}")
         result.seconds = time.perf_counter() - start
         return result
+    # a class that keeps the pooler when present (LongformerModel) always builds one
+    allowed = {"pooler.dense.weight", "pooler.dense.bias"} if task.pooler is None and not mapping.has_pooler else set()
     for kind, keys in result.loading.items():
-        if keys:
-            result.failures.append(f"from_pretrained reports {kind.replace('_', ' ')}: {', '.join(keys[:5])}")
-    with torch.inference_mode():
-        candidate = model(**inputs)
-    result.outputs, failures = compare_outputs(reference_logits, candidate, tolerance)
-    result.failures.extend(failures)
-
-    if tokenizer is not None:
-        answer = decode_answer(tokenizer, inputs["input_ids"][0], candidate.start_logits[0], candidate.end_logits[0])
-        result.answer = {"question": SAMPLE_QUESTION, "answer": answer}
+        shown = [k for k in keys if k not in allowed]
+        if shown:
+            result.failures.append(f"from_pretrained reports {kind.replace('_', ' ')}: {', '.join(shown[:5])}")
+    try:
+        with torch.inference_mode():
+            candidate = model(**inputs, **({"global_attention_mask": global_mask} if explicit else {}))
+    except Exception as exc:  # the folder's own config or weights make its forward fail: a failed check
+        result.failures.append(f"the folder's model fails on the check's inputs: {_first_line(exc)}")
+    else:
+        result.outputs, failures = compare_outputs(reference_logits, candidate, tolerance)
+        result.failures.extend(failures)
+        if not failures:
+            try:
+                result.smoke = smoke_test(task, model, tokenizer)
+            except Exception as exc:  # the sample is for people; its failure is one line of the report
+                result.smoke = {"error": _first_line(exc)}
     del model
     gc.collect()
     result.passed = not result.failures
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -122,6 +122,8 @@ def test_action_declares_the_contract():
         "base-model",
         "revision",
         "task",
+        "labels",
+        "global-attention",
         "dtype",
         "output-dir",
         "check",

@@ -262,10 +262,9 @@ def _unknown_keys_checkpoint(path: Path, source: Path) -> Path:
             "truncated or corrupt",
         ),
         (lambda tmp, ck: _bert_checkpoint(tmp / "bert.ckpt"), "not a Longformer"),
-        (lambda tmp, ck: _encoder_only_checkpoint(tmp / "enc.ckpt", ck), "no question-answering head"),
         (lambda tmp, ck: _unknown_keys_checkpoint(tmp / "unk.ckpt", ck), "'teacher.proj.weight'"),
     ],
-    ids=["missing", "directory", "text", "empty", "truncated", "bert", "missing-head", "unknown-keys"],
+    ids=["missing", "directory", "text", "empty", "truncated", "bert", "unknown-keys"],
 )
 def test_bad_checkpoints(cli, checkpoints, base_model, tmp_path, make, fragment):
     work = tmp_path / "in"
@@ -277,6 +276,19 @@ def test_bad_checkpoints(cli, checkpoints, base_model, tmp_path, make, fragment)
     assert fragment in one_error_line(result)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"], "nothing half-written beside --output"
+
+
+def test_an_encoder_only_checkpoint_is_feature_extraction_unless_told_otherwise(cli, checkpoints, base_model, tmp_path):
+    path = _encoder_only_checkpoint(tmp_path / "enc.ckpt", checkpoints["plain"])
+    out = tmp_path / "model"
+    result = cli(
+        "convert", "--checkpoint", path, "--output", out, "--base-model", base_model, "--task", "question-answering"
+    )
+    assert result.exit_code == 1
+    assert "is not a question answering head" in one_error_line(result) and not out.exists()
+    result = cli("convert", "--checkpoint", path, "--output", out, "--base-model", base_model)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LongformerModel"]
 
 
 def test_config_mismatch(cli, checkpoints, tmp_path):
@@ -352,7 +364,8 @@ def test_module_entry_point():
 def test_inspect_text_and_json(cli, checkpoints):
     result = cli("inspect", "--checkpoint", checkpoints["origin-pytorch_lightning"])
     assert result.exit_code == 0, result.stderr
-    assert "origin: LongformerModel as `model`" in result.stdout
+    assert "sibling: encoder at `model.`, head `qa_outputs` Linear(h, 2)" in result.stdout
+    assert "task:          question-answering (LongformerForQuestionAnswering)" in result.stdout
     assert "pathlib.PosixPath" in result.stdout and "optimizer state" in result.stdout
     data = json.loads(cli("inspect", "--checkpoint", checkpoints["origin-pytorch_lightning"], "--json").stdout)
     assert data["layout"]["dropped"] == {
@@ -370,7 +383,7 @@ def test_inspect_reports_an_unconvertible_layout(cli, tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, path)
     result = cli("inspect", "--checkpoint", path)
     assert result.exit_code == 0
-    assert "not convertible: no Longformer encoder" in result.stdout
+    assert "not decided: no Longformer encoder" in result.stdout
 
 
 def test_demo_runs_offline(tmp_path):
@@ -384,6 +397,7 @@ def test_demo_runs_offline(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "check:  passed (max abs diff 0)" in result.stdout
+    assert "task:   question-answering (LongformerForQuestionAnswering)" in result.stdout
     assert "answer: Where is the Eiffel Tower? ->" in result.stdout
     assert (tmp_path / "demo" / "model" / "model.safetensors").exists()
 

@@ -277,7 +277,8 @@ def test_valid_inputs_plan_the_paths(runner):
     assert plan["report"] == str(runner.workspace / "longformer-model" / "conversion-report.json")
     assert plan["base-model"] == "allenai/longformer-base-4096"
     assert (plan["check"], plan["upload"], plan["build"], plan["download-path"]) == ("true", "true", "true", "")
-    assert (plan["dtype"], plan["task"], plan["artifact-name"]) == ("keep", "question-answering", "longformer-model")
+    assert (plan["dtype"], plan["task"], plan["artifact-name"]) == ("keep", "auto", "longformer-model")
+    assert (plan["labels"], plan["global-attention"]) == ("", "default")
 
 
 def test_checkpoint_artifact_and_absolute_paths(runner):
@@ -319,7 +320,9 @@ def test_token_is_masked_before_anything_else(runner):
         ({"check": "yes"}, "check"),
         ({"upload": "1"}, "upload"),
         ({"dtype": "fp16"}, "dtype"),
-        ({"task": "token-classification"}, "task"),
+        ({"task": "ner"}, "task"),
+        ({"labels": "NEG,,POS"}, "labels"),
+        ({"global-attention": "all"}, "global-attention"),
         ({"atol": "-1e-3"}, "atol"),
         ({"atol": "tight"}, "atol"),
         ({"retention-days": "0"}, "retention-days"),

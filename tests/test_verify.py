@@ -95,7 +95,7 @@ def test_faithful_folder_passes_with_zero_difference(cli, converted, checkpoints
     # the inputs exercise padding, two lengths, and more than one attention window
     lengths, window = data["inputs"]["lengths"], data["inputs"]["attention_window"]
     assert len(set(lengths)) == 2 and min(lengths) > window and data["inputs"]["tokenizer"]
-    assert data["answer"]["answer"]
+    assert data["smoke"]["input"] == "Where is the Eiffel Tower?" and data["smoke"]["output"]
 
 
 @pytest.mark.parametrize("name", list(TAMPERS))
@@ -192,16 +192,18 @@ def test_verify_folder_without_config(cli, checkpoints, tmp_path):
 def test_check_without_tokenizer_uses_three_separators(checkpoints, base_model_no_tokenizer, tmp_path):
     from transformers import LongformerConfig
 
+    from longformer_action import tasks
     from longformer_action.verify import make_inputs
 
     config = LongformerConfig.from_pretrained(base_model_no_tokenizer)
-    inputs = make_inputs(config)
+    qa = tasks.get("question-answering")
+    inputs = make_inputs(qa, config)
     ids = inputs["input_ids"]
     assert ((ids == config.sep_token_id).sum(dim=1) == 3).all()
     assert (ids[:, 0] == config.bos_token_id).all()
     assert inputs["attention_mask"].sum(dim=1).tolist()[0] > inputs["attention_mask"].sum(dim=1).tolist()[1]
     # seeded: the same inputs every time
-    assert torch.equal(make_inputs(config)["input_ids"], ids)
+    assert torch.equal(make_inputs(qa, config)["input_ids"], ids)
 
 
 USER_MODULE = '''
@@ -243,7 +245,7 @@ def test_users_lightning_module_as_reference(cli, base_model, tmp_path, monkeypa
     (tmp_path / "user_qa.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("user_qa").TriviaQA(str(base_model))
-    ckpt = demo.fit_and_save(module, demo.qa_batches(base_model, 2), tmp_path / "user.ckpt")
+    ckpt = demo.fit_and_save(module, demo.batches(base_model, 2), tmp_path / "user.ckpt")
     out, report = tmp_path / "model", tmp_path / "report.json"
 
     refused = cli(
