@@ -148,9 +148,10 @@ def test_must_fail_job_fails_where_it_should(act_run):
 
 def test_matrix_uploads_one_artifact_per_cell_and_merges(act_run):
     _, log, artifacts, _ = act_run
-    for cell in ("wrapped", "origin"):
+    for cell in ("wrapped", "origin", "classifier"):
         assert "config.json" in {Path(f).name for f in _artifact_files(artifacts, f"sweep-{cell}")}
     assert _succeeded(log, "sweep-merge"), "\n".join(_job_lines(log, "sweep-merge")[-60:])
     merged = "\n".join(_job_lines(log, "sweep-merge"))
     assert "sweep-origin LongformerForQuestionAnswering float16" in merged
     assert "sweep-wrapped LongformerForQuestionAnswering float32" in merged
+    assert "sweep-classifier LongformerForSequenceClassification float32 0.0 negative,neutral,positive" in merged
