@@ -23,8 +23,6 @@ CORPUS = (
     "A question answering model predicts where the answer starts and where it ends in the context.",
 )
 
-QUESTION = "Where is the Eiffel Tower?"
-CONTEXT = "The capital of France is Paris. The Eiffel Tower stands in Paris, on the Champ de Mars."
 
 #: A tiny Longformer: hidden size 32, 2 layers, attention window 8 (two-sided).
 TINY_CONFIG: dict[str, Any] = {

@@ -418,21 +418,6 @@ def decode_answer(tokenizer: Any, input_ids: Any, start_logits: Any, end_logits:
     return tokenizer.decode(ids[span[0] : span[1] + 1]).strip()
 
 
-def answer_question(folder: Path, question: str, context: str) -> str:
-    """Answer a question with a converted folder, the way a downstream job would."""
-    import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
-    quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForQuestionAnswering.from_pretrained(folder)
-    model.eval()
-    encoded = tokenizer(question, context, return_tensors="pt")
-    with torch.inference_mode():
-        out = model(**encoded)
-    return decode_answer(tokenizer, encoded["input_ids"][0], out.start_logits[0], out.end_logits[0])
-
-
 def smoke_test(task: Task, model: Any, tokenizer: Any) -> dict[str, Any]:
     """Run the loaded folder end to end on a sample, as a downstream job would; a line for people.
 

@@ -398,7 +398,7 @@ def test_demo_runs_offline(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "check:  passed (max abs diff 0)" in result.stdout
     assert "task:   question-answering (LongformerForQuestionAnswering)" in result.stdout
-    assert "answer: Where is the Eiffel Tower? ->" in result.stdout
+    assert "sample: Where is the Eiffel Tower? -> '" in result.stdout
     assert (tmp_path / "demo" / "model" / "model.safetensors").exists()
 
 
