@@ -285,13 +285,21 @@ def detect_format(path: Path) -> str:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist", "check the --checkpoint path")
     if path.is_dir():
-        if (path / "latest").exists() or (path / "checkpoint").is_dir() or any(path.glob("*model_states.pt")):
+        from .distributed import find_layout, layout_error
+
+        layout = find_layout(path)
+        if layout is not None:
+            raise layout_error(layout)
+        inside = sorted(p.name for p in path.glob("*.ckpt"))
+        if inside:
             raise CheckpointError(
-                f"checkpoint {path} is a DeepSpeed/sharded checkpoint directory",
-                "consolidate it first with lightning's convert_zero_checkpoint_to_fp32_state_dict "
-                "(DeepSpeed) or consolidate_checkpoint (FSDP), then pass the single file",
+                f"checkpoint {path} is a directory", f"pass one of the files inside it: {', '.join(inside[:5])}"
             )
-        raise CheckpointError(f"checkpoint {path} is a directory", "pass the .ckpt file inside it")
+        raise CheckpointError(
+            f"checkpoint {path} is a directory that holds no .ckpt file and no distributed checkpoint "
+            "(FSDP sharded, DeepSpeed ZeRO or XLA FSDP)",
+            "pass the .ckpt file the Trainer wrote, or the folder of a distributed checkpoint",
+        )
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(
@@ -408,7 +416,12 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
     Raises:
         CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state dict.
     """
+    from .distributed import find_layout, read_distributed
+
     path = Path(path)
+    layout = find_layout(path)
+    if layout is not None:
+        return read_distributed(layout, trust=trust)
     file_format = detect_format(path)
     sha256 = _background_sha256(path)
     placeholders: list[str] = []
