@@ -293,12 +293,12 @@ def detect_format(path: Path) -> str:
         inside = sorted(p.name for p in path.glob("*.ckpt"))
         if inside:
             raise CheckpointError(
-                f"checkpoint {path} is a directory", f"pass one of the files inside it: {', '.join(inside[:5])}"
+                f"checkpoint {path} is a directory", f"pass the .ckpt file inside it: {', '.join(inside[:5])}"
             )
         raise CheckpointError(
-            f"checkpoint {path} is a directory that holds no .ckpt file and no distributed checkpoint "
-            "(FSDP sharded, DeepSpeed ZeRO or XLA FSDP)",
-            "pass the .ckpt file the Trainer wrote, or the folder of a distributed checkpoint",
+            f"checkpoint {path} is a directory",
+            "pass the .ckpt file inside it; it holds none, nor a distributed checkpoint "
+            "(FSDP sharded, DeepSpeed ZeRO or XLA FSDP): pass the file the Trainer wrote",
         )
     size = path.stat().st_size
     if size == 0:

@@ -266,7 +266,7 @@ def test_xla_fsdp_folder_gives_the_consolidation_command(tmp_path, cli):
 def test_plain_directories(tmp_path, cli):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "holds no .ckpt file and no distributed checkpoint" in one_error_line(cli("inspect", "--checkpoint", empty))
+    assert "it holds none, nor a distributed checkpoint" in one_error_line(cli("inspect", "--checkpoint", empty))
     logs = tmp_path / "checkpoints"
     logs.mkdir()
     (logs / "last.ckpt").write_bytes(b"")
