@@ -7,6 +7,9 @@ import logging
 import os
 import pickle
 import shlex
+import socket
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -82,6 +85,114 @@ def fsdp(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
         os.environ.clear()
         os.environ.update(environ)
     return folder, expected
+
+
+def fsdp_rank(base: str, folder: str, shards: str) -> None:
+    """One rank of a two-process FSDP run, launched as ``torchrun`` does (``LOCAL_RANK`` etc. set).
+
+    With two ranks FSDP really shards (``FULL_SHARD``), so the folder holds each tensor in chunks from
+    both ranks. Each rank also saves its own shards as FSDP hands them out in memory (tensor, offsets):
+    the reference the consolidated folder must equal. (Gathering a full state dict instead crashes
+    torch 2.13's FSDP on CPU.)
+    """
+    import pytorch_lightning as pl
+    from lightning_fabric.strategies.fsdp import _get_sharded_state_dict_context
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+    from torch.utils.data import DataLoader
+
+    module = demo.make_module(Path(base), layout="wrapped")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = pl.Trainer(
+            max_steps=2,
+            accelerator="cpu",
+            devices=2,
+            strategy=_cpu_fsdp_strategy(),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(module, train_dataloaders=DataLoader(demo.qa_batches(Path(base), 2), batch_size=None))
+        trainer.save_checkpoint(folder)
+        with _get_sharded_state_dict_context(trainer.strategy.model):
+            state = trainer.strategy.model.state_dict()
+    mine = {}
+    for key, value in state.items():
+        if isinstance(value, ShardedTensor):
+            parts = [(tuple(s.metadata.shard_offsets), s.tensor.detach().clone()) for s in value.local_shards()]
+            mine[key] = (tuple(value.size()), parts)
+        else:
+            mine[key] = (tuple(value.shape), [((0,) * value.dim(), value.detach().clone())])
+    torch.save(mine, f"{shards}.{trainer.global_rank}")
+    torch.distributed.destroy_process_group()
+
+
+def _assemble(pieces: list[dict]) -> dict[str, torch.Tensor]:
+    full: dict[str, torch.Tensor] = {}
+    for rank in pieces:
+        for key, (size, parts) in rank.items():
+            for offsets, tensor in parts:
+                target = full.setdefault(key, torch.full(size, float("nan"), dtype=tensor.dtype))
+                target[tuple(slice(o, o + n) for o, n in zip(offsets, tensor.shape, strict=True))] = tensor
+    return full
+
+
+@pytest.fixture(scope="module")
+def fsdp_two_ranks(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """An FSDP sharded folder written by two real ``Trainer`` processes, and the ranks' shards put together."""
+    work = tmp_path_factory.mktemp("fsdp2")
+    folder, shards = work / "two-ranks.ckpt", work / "shards.pt"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = "import sys; from tests.test_distributed import fsdp_rank; fsdp_rank(*sys.argv[1:])"
+    ranks = []
+    try:
+        for rank in range(2):
+            env = {
+                **os.environ,
+                "LOCAL_RANK": str(rank),
+                "NODE_RANK": "0",
+                "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            }
+            ranks.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", code, str(base_model), str(folder), str(shards)],
+                    cwd=Path(__file__).parents[1],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+        for process in ranks:
+            output, _ = process.communicate(timeout=300)
+            assert process.returncode == 0, output[-3000:]
+    finally:
+        for process in ranks:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    pieces = [torch.load(f"{shards}.{rank}", weights_only=True) for rank in range(2)]
+    return folder, _assemble(pieces)
+
+
+def test_two_rank_fsdp_folder_is_consolidated_exactly(fsdp_two_ranks):
+    folder, expected = fsdp_two_ranks
+    assert sorted(p.name for p in folder.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    with (folder / ".metadata").open("rb") as f:
+        index = pickle.load(f)
+    assert max(len(entry.chunks) for entry in index.state_dict_metadata.values() if hasattr(entry, "chunks")) == 2
+
+    ckpt = read_checkpoint(folder)
+    assert set(ckpt.state_dict) == set(expected)
+    for key, tensor in expected.items():
+        assert torch.equal(ckpt.state_dict[key], tensor), key
+    assert ckpt.global_step == 2
 
 
 def test_real_trainer_wrote_the_sharded_layout(fsdp):
