@@ -51,9 +51,10 @@ class Checkpoint:
     """What was read from a checkpoint file.
 
     Attributes:
-        path: the file.
+        path: the file, or the folder of a distributed checkpoint (FSDP sharded).
         state_dict: parameter name to tensor (memory-mapped where the format allows).
-        file_format: ``zip``, ``legacy`` (torch < 1.6 serialization) or ``safetensors``.
+        file_format: ``zip``, ``legacy`` (torch < 1.6 serialization), ``safetensors``, or
+            ``torch-distributed`` (a folder read with ``torch.distributed.checkpoint``).
         generation: which writer made it: ``lightning-0.6-0.7``, ``lightning-0.8-0.9``,
             ``lightning-1.x-2.x``, or ``state-dict`` for a bare state dict.
         loader: ``weights-only``, ``restricted`` or ``trusted``: the tier that read it.
@@ -62,7 +63,7 @@ class Checkpoint:
         hyper_parameters: names to a short description of each value's type.
         placeholders: qualified names of globals that were replaced by inert placeholders.
         top_level_keys: the keys of the checkpoint dict.
-        file_bytes: size of the file.
+        file_bytes: size of the file (of all the folder's files).
     """
 
     path: Path
@@ -81,7 +82,10 @@ class Checkpoint:
 
     @property
     def sha256(self) -> str:
-        """SHA-256 of the file (computed in the background while the file is loaded)."""
+        """SHA-256 of the file (computed in the background while the file is loaded).
+
+        For a folder: of ``sha256sum``'s lines for its files, sorted by name.
+        """
         assert self._sha256 is not None
         return self._sha256()
 
@@ -407,14 +411,17 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
     """Read a checkpoint's ``state_dict`` and metadata without running code from it.
 
     Args:
-        path: a Lightning ``.ckpt``, a ``torch.save``d state dict, or a ``.safetensors`` file.
+        path: a Lightning ``.ckpt``, a ``torch.save``d state dict, a ``.safetensors`` file, or a
+            distributed checkpoint folder (or any file in one; see ``distributed``).
         trust: unpickle everything (runs code the file carries). Only for files the user trusts.
 
     Returns:
         The ``Checkpoint`` with memory-mapped tensors where the format allows.
 
     Raises:
-        CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state dict.
+        CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state
+            dict; a distributed layout that must be consolidated first; with ``trust``, an object
+            the file names that cannot be imported or rebuilt here.
     """
     from .distributed import find_layout, read_distributed
 
