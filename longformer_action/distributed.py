@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import shlex
 import threading
 from collections.abc import Callable
@@ -71,6 +72,11 @@ class Layout:
     tag: str | None = None
 
 
+def _named(folder: Path) -> Path:
+    # the parent of a bare relative name is ".": name the folder itself in messages and reports
+    return folder if folder.name not in ("", "..") else Path(os.path.abspath(folder))
+
+
 def _is_fsdp(folder: Path) -> bool:
     return (folder / _INDEX).is_file() and ((folder / _META).is_file() or any(folder.glob("*.distcp")))
 
@@ -87,7 +93,7 @@ def _is_deepspeed_root(folder: Path) -> bool:
 
 def _deepspeed(root_or_tag: Path, given: Path) -> Layout:
     if _is_deepspeed_tag(root_or_tag) and not _is_deepspeed_root(root_or_tag):
-        parent = root_or_tag.parent
+        parent = _named(root_or_tag.parent)
         latest = parent / "latest"
         named = latest.read_text().strip() if latest.is_file() else None
         return Layout(DEEPSPEED_ZERO, parent, given, None if named == root_or_tag.name else root_or_tag.name)
@@ -105,6 +111,7 @@ def find_layout(path: Path) -> Layout | None:
     """
     path = Path(path)
     if path.is_dir():
+        path = _named(path)
         if _is_fsdp(path):
             return Layout(FSDP_SHARDED, path, path)
         if any(path.glob("*" + _XLA_SUFFIX)):
@@ -114,7 +121,7 @@ def find_layout(path: Path) -> Layout | None:
         return None
     if not path.is_file():
         return None
-    folder, name = path.parent, path.name
+    folder, name = _named(path.parent), path.name
     if name in (_INDEX, _META) or name.endswith(".distcp"):
         return Layout(FSDP_SHARDED, folder, path) if _is_fsdp(folder) else None
     if path.match("*" + _XLA_SUFFIX):

@@ -227,6 +227,14 @@ def test_a_file_inside_the_folder_reads_the_folder(fsdp, inside):
     assert ckpt.path == folder and set(ckpt.state_dict) == set(expected)
 
 
+def test_relative_paths_name_the_folder(fsdp, monkeypatch):
+    folder, expected = fsdp
+    monkeypatch.chdir(folder)
+    for given in ("meta.pt", "."):
+        ckpt = read_checkpoint(Path(given))
+        assert ckpt.path == folder and set(ckpt.state_dict) == set(expected)
+
+
 def test_folder_digest_is_sha256sum_of_its_files(fsdp):
     import hashlib
 
