@@ -254,6 +254,9 @@ def test_convert_fsdp_folder_passes_the_check(fsdp, cli, base_model, tmp_path):
     report = json.loads((out / "conversion-report.json").read_text())
     assert report["status"] == "ok" and report["check"]["passed"]
     assert "check: passed" in result.stderr
+    assert report["source"]["sha256"] == read_checkpoint(folder).sha256
+    verified = cli("verify", "--model", out, "--checkpoint", folder)
+    assert verified.exit_code == 0, verified.stderr
 
 
 def _copy(folder: Path, to: Path) -> Path:
