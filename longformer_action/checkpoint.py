@@ -7,7 +7,9 @@ A Lightning checkpoint is a pickle. Three tiers, safest first:
    OmegaConf containers, or anything else), a restricted unpickler: the same allow-list of
    globals, and every other global replaced by an inert placeholder that records its arguments
    and runs nothing;
-3. full unpickling, only when the user says ``--trust-checkpoint``.
+3. full unpickling, only when the user says ``--trust-checkpoint``. A failure there to import or
+   rebuild one of the file's objects (a class from a package that is not installed, a
+   ``WindowsPath`` on Linux) is told apart from damage to the file: it names the object.
 
 Zip-format files (torch 1.6 and later) are memory-mapped, so tensors outside ``state_dict``
 (optimizer moments, about 2x the weights) are never read. Legacy files are read whole.
@@ -49,9 +51,10 @@ class Checkpoint:
     """What was read from a checkpoint file.
 
     Attributes:
-        path: the file.
+        path: the file, or the folder of a distributed checkpoint (FSDP sharded).
         state_dict: parameter name to tensor (memory-mapped where the format allows).
-        file_format: ``zip``, ``legacy`` (torch < 1.6 serialization) or ``safetensors``.
+        file_format: ``zip``, ``legacy`` (torch < 1.6 serialization), ``safetensors``, or
+            ``torch-distributed`` (a folder read with ``torch.distributed.checkpoint``).
         generation: which writer made it: ``lightning-0.6-0.7``, ``lightning-0.8-0.9``,
             ``lightning-1.x-2.x``, or ``state-dict`` for a bare state dict.
         loader: ``weights-only``, ``restricted`` or ``trusted``: the tier that read it.
@@ -61,7 +64,7 @@ class Checkpoint:
         hparams: the hyper-parameters themselves (inert placeholders where objects were not built).
         placeholders: qualified names of globals that were replaced by inert placeholders.
         top_level_keys: the keys of the checkpoint dict.
-        file_bytes: size of the file.
+        file_bytes: size of the file (of all the folder's files).
     """
 
     path: Path
@@ -81,7 +84,10 @@ class Checkpoint:
 
     @property
     def sha256(self) -> str:
-        """SHA-256 of the file (computed in the background while the file is loaded)."""
+        """SHA-256 of the file (computed in the background while the file is loaded).
+
+        For a folder: of ``sha256sum``'s lines for its files, sorted by name.
+        """
         assert self._sha256 is not None
         return self._sha256()
 
@@ -141,10 +147,10 @@ class Inert:
         return f"<inert {self._qualname}>"
 
 
-def _restricted_pickle_module(replaced: set[str]) -> types.ModuleType:
+def _restricted_pickle_module(replaced: set[str], extra: Mapping[str, Any] | None = None) -> types.ModuleType:
     from torch._weights_only_unpickler import _get_allowed_globals
 
-    allowed = _get_allowed_globals()
+    allowed = {**_get_allowed_globals(), **(extra or {})}
     placeholders: dict[str, type] = {}
 
     class RestrictedUnpickler(pickle.Unpickler):
@@ -162,6 +168,98 @@ def _restricted_pickle_module(replaced: set[str]) -> types.ModuleType:
 
     module = types.ModuleType("longformer_action_restricted_pickle")
     module.Unpickler = RestrictedUnpickler  # type: ignore[attr-defined]
+    module.load = load  # type: ignore[attr-defined]
+    module.__name__ = "pickle"
+    return module
+
+
+class _RebuildFailed(Exception):
+    """Trusted unpickling could not import (``importing``) or rebuild the object ``qualname``."""
+
+    def __init__(self, qualname: str, cause: BaseException, *, importing: bool) -> None:
+        super().__init__(qualname)
+        self.qualname = qualname
+        self.cause = cause
+        self.importing = importing
+
+
+def _qualname(obj: Any) -> str:
+    if not isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+        obj = type(obj)
+    module = getattr(obj, "__module__", None) or "?"
+    return f"{module}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+
+
+def _trusted_pickle_module() -> types.ModuleType:
+    """Full unpickling that says which object failed to import or rebuild.
+
+    The pure-Python unpickler is used so that the opcodes that call into the file's code (REDUCE,
+    NEWOBJ, BUILD, ...) can be wrapped: the C unpickler gives no hook there. The pickle of a
+    checkpoint holds only references to its tensors' data, so it stays small and this stays fast.
+    """
+    import copyreg
+
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    torch_own = {id(obj) for obj in _get_allowed_globals().values()}
+    op = pickle  # opcodes
+    # where the callable (or the object being built) sits on the stack when each opcode runs
+    targets: dict[bytes, Callable[[list[Any]], Any]] = {
+        op.REDUCE: lambda stack: stack[-2],
+        op.NEWOBJ: lambda stack: stack[-2],
+        op.NEWOBJ_EX: lambda stack: stack[-3],
+        op.BUILD: lambda stack: stack[-2],
+    }
+
+    def wrap(opcode: bytes, run: Callable[[Any], None]) -> Callable[[Any], None]:
+        locate = targets[opcode]
+
+        def dispatch(self: Any) -> None:
+            try:
+                target = locate(self.stack)
+                if opcode == op.REDUCE and (target is copyreg._reconstructor or target is copyreg.__newobj__):
+                    target = self.stack[-1][0]
+            except (IndexError, TypeError):
+                target = None
+            try:
+                run(self)
+            except _RebuildFailed:
+                raise
+            except Exception as exc:
+                # torch's own rebuild functions fail only on a damaged file: let the caller call it that
+                if target is None or id(target) in torch_own or id(type(target)) in torch_own:
+                    raise
+                raise _RebuildFailed(_qualname(target), exc, importing=False) from exc
+
+        return dispatch
+
+    table = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    for opcode in targets:
+        table[opcode[0]] = wrap(opcode, table[opcode[0]])
+
+    class TrustedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+        dispatch = table
+
+        def find_class(self, module: str, name: str) -> Any:
+            try:
+                return super().find_class(module, name)
+            except Exception as exc:
+                raise _RebuildFailed(f"{module}.{name}", exc, importing=True) from exc
+
+        def load(self) -> Any:
+            try:
+                return super().load()
+            except (_RebuildFailed, EOFError, pickle.UnpicklingError, RuntimeError):
+                raise
+            except Exception as exc:
+                # the pure-Python unpickler meets a cut or garbled stream with struct, key or index errors
+                raise pickle.UnpicklingError(f"{type(exc).__name__}: {exc}") from exc
+
+    def load(file: Any, **kwargs: Any) -> Any:
+        return TrustedUnpickler(file, **kwargs).load()
+
+    module = types.ModuleType("longformer_action_trusted_pickle")
+    module.Unpickler = TrustedUnpickler  # type: ignore[attr-defined]
     module.load = load  # type: ignore[attr-defined]
     module.__name__ = "pickle"
     return module
@@ -193,13 +291,21 @@ def detect_format(path: Path) -> str:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist", "check the --checkpoint path")
     if path.is_dir():
-        if (path / "latest").exists() or (path / "checkpoint").is_dir() or any(path.glob("*model_states.pt")):
+        from .distributed import find_layout, layout_error
+
+        layout = find_layout(path)
+        if layout is not None:
+            raise layout_error(layout)
+        inside = sorted(p.name for p in path.glob("*.ckpt"))
+        if inside:
             raise CheckpointError(
-                f"checkpoint {path} is a DeepSpeed/sharded checkpoint directory",
-                "consolidate it first with lightning's convert_zero_checkpoint_to_fp32_state_dict "
-                "(DeepSpeed) or consolidate_checkpoint (FSDP), then pass the single file",
+                f"checkpoint {path} is a directory", f"pass the .ckpt file inside it: {', '.join(inside[:5])}"
             )
-        raise CheckpointError(f"checkpoint {path} is a directory", "pass the .ckpt file inside it")
+        raise CheckpointError(
+            f"checkpoint {path} is a directory",
+            "pass the .ckpt file inside it; it holds none, nor a distributed checkpoint "
+            "(FSDP sharded, DeepSpeed ZeRO or XLA FSDP): pass the file the Trainer wrote",
+        )
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(
@@ -253,8 +359,8 @@ def _background_sha256(path: Path) -> Callable[[], str]:
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, Inert):
-        return value._qualname
+    if isinstance(value, Inert) or (isinstance(value, type) and issubclass(value, Inert)):
+        return value._qualname  # an object the file would build, or a class or function it names
     if isinstance(value, (bool, int, float, str)) or value is None:
         text = repr(value)
         return text if len(text) <= 60 else text[:57] + "..."
@@ -308,30 +414,31 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
     """Read a checkpoint's ``state_dict`` and metadata without running code from it.
 
     Args:
-        path: a Lightning ``.ckpt``, a ``torch.save``d state dict, or a ``.safetensors`` file.
+        path: a Lightning ``.ckpt``, a ``torch.save``d state dict, a ``.safetensors`` file, or a
+            distributed checkpoint folder (or any file in one; see ``distributed``).
         trust: unpickle everything (runs code the file carries). Only for files the user trusts.
 
     Returns:
         The ``Checkpoint`` with memory-mapped tensors where the format allows.
 
     Raises:
-        CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state dict.
+        CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state
+            dict; a distributed layout that must be consolidated first; with ``trust``, an object
+            the file names that cannot be imported or rebuilt here.
     """
+    from .distributed import find_layout, read_distributed
+
     path = Path(path)
+    layout = find_layout(path)
+    if layout is not None:
+        return read_distributed(layout, trust=trust)
     file_format = detect_format(path)
     sha256 = _background_sha256(path)
-    replaced: set[str] = set()
+    placeholders: list[str] = []
     if file_format == "safetensors":
         obj, loader = _load_safetensors(path), "safetensors"
-    elif trust:
-        obj, loader = _load_or_explain(path, file_format, weights_only=False), "trusted"
     else:
-        try:
-            obj, loader = _torch_load(path, file_format=file_format, weights_only=True), "weights-only"
-        except Exception:
-            module = _restricted_pickle_module(replaced)
-            obj = _load_or_explain(path, file_format, pickle_module=module)
-            loader = "restricted"
+        obj, loader, placeholders = load_tiers(path, file_format, trust=trust)
     state_dict, generation = _find_state_dict(obj, path)
     ckpt = Checkpoint(
         path=path,
@@ -339,13 +446,24 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
         file_format=file_format,
         generation=generation,
         loader=loader,
-        placeholders=sorted(replaced),
+        placeholders=placeholders,
         file_bytes=path.stat().st_size,
         _sha256=sha256,
     )
+    fill_metadata(ckpt, obj)
+    return ckpt
+
+
+def fill_metadata(ckpt: Checkpoint, obj: Any) -> None:
+    """Set ``ckpt``'s Lightning version, progress, hyper-parameters and top-level keys from ``obj``.
+
+    Args:
+        ckpt: the checkpoint being read; its ``generation`` is already known.
+        obj: the unpickled checkpoint dict (or a distributed folder's ``meta.pt``).
+    """
     if isinstance(obj, Mapping):
         ckpt.top_level_keys = sorted(str(k) for k in obj)
-        if generation.startswith("lightning"):
+        if ckpt.generation.startswith("lightning"):
             ckpt.lightning_version = _generation(obj)[1]
             ckpt.epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
             ckpt.global_step = obj.get("global_step") if isinstance(obj.get("global_step"), int) else None
@@ -353,22 +471,91 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
             if hparams is not None:
                 ckpt.hyper_parameters = {str(k): _describe(v) for k, v in hparams.items()}
                 ckpt.hparams = {str(k): v for k, v in hparams.items()}
-    return ckpt
+
+
+#: What a damaged file raises while it is read: a bad or cut zip, a CRC mismatch, an unexpected end
+#: of data, a broken pickle stream. Failures to rebuild one of the file's objects are not among them.
+_DAMAGE = (
+    EOFError,
+    pickle.UnpicklingError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    ValueError,
+    OSError,
+    KeyError,
+    IndexError,
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+def rebuild_error(path: Path, failed: _RebuildFailed) -> CheckpointError:
+    """The one-line error for an object that trusted unpickling could not import or rebuild here.
+
+    Args:
+        path: the checkpoint (file or folder) being read.
+        failed: what failed, and why.
+
+    Returns:
+        A ``CheckpointError`` naming the object and both ways out.
+    """
+    cause = f"{type(failed.cause).__name__}: {_first_line(failed.cause)}"
+    module = failed.qualname.rsplit(".", 1)[0]
+    if failed.importing:
+        what = f"checkpoint {path} names {failed.qualname}, which cannot be imported here ({cause})"
+        code = f"the code that wrote it (the package and version that had {module})"
+    else:
+        what = f"checkpoint {path} holds a {failed.qualname} that cannot be rebuilt here ({cause})"
+        code = f"the code that wrote it (where {failed.qualname} can be built)"
+    return CheckpointError(
+        what,
+        f"install {code}, or convert without --trust-checkpoint: "
+        "the object then becomes an inert placeholder and nothing in the file runs",
+    )
 
 
 def _load_or_explain(path: Path, file_format: str, **kwargs: Any) -> Any:
     try:
         return _torch_load(path, file_format=file_format, **kwargs)
-    except (EOFError, pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except _RebuildFailed as failed:
+        raise rebuild_error(path, failed) from None
+    except _DAMAGE as exc:
         if isinstance(exc, PermissionError):
             raise CheckpointError(
                 f"cannot read checkpoint {path}: permission denied", "make the file readable"
             ) from None
         raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {first[:160]})",
+            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {_first_line(exc)})",
             "the file was cut short while copying or uploading; copy it again",
         ) from None
+
+
+def load_tiers(path: Path, file_format: str, *, trust: bool) -> tuple[Any, str, list[str]]:
+    """Unpickle a torch file with the safest tier that reads it.
+
+    Args:
+        path: a file written by ``torch.save`` (zip or legacy format).
+        file_format: ``zip`` or ``legacy`` (from ``detect_format``).
+        trust: unpickle fully (runs code the file carries).
+
+    Returns:
+        The object, the tier that read it (``weights-only``, ``restricted`` or ``trusted``), and the
+        qualified names of the globals replaced by inert placeholders.
+
+    Raises:
+        CheckpointError: the file is damaged, or (trusted) one of its objects cannot be imported or rebuilt.
+    """
+    replaced: set[str] = set()
+    if trust:
+        return _load_or_explain(path, file_format, pickle_module=_trusted_pickle_module()), "trusted", []
+    try:
+        return _torch_load(path, file_format=file_format, weights_only=True), "weights-only", []
+    except Exception:
+        obj = _load_or_explain(path, file_format, pickle_module=_restricted_pickle_module(replaced))
+        return obj, "restricted", sorted(replaced)
 
 
 def _load_safetensors(path: Path) -> dict[str, Any]:

@@ -98,7 +98,8 @@ _checkpoint_option = click.option(
     "--checkpoint",
     required=True,
     type=click.Path(path_type=Path),
-    help="The Lightning .ckpt file (or a torch.save'd state dict, or a .safetensors file).",
+    help="The Lightning .ckpt file (or a torch.save'd state dict, a .safetensors file, or the folder an FSDP "
+    "strategy wrote; DeepSpeed folders get the command that consolidates them).",
 )
 _trust_option = click.option(
     "--trust-checkpoint",

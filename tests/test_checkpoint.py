@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import pathlib
 import pickle
+import sys
+import textwrap
+import types
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +17,8 @@ import torch
 
 from longformer_action.checkpoint import read_checkpoint, unsafe_globals
 from longformer_action.errors import CheckpointError
+
+from .helpers import one_error_line
 
 
 class _CreatesFile:
@@ -186,3 +194,176 @@ def test_deepspeed_directory(tmp_path):
     (folder / "latest").write_text("checkpoint")
     with pytest.raises(CheckpointError, match="convert_zero_checkpoint_to_fp32_state_dict"):
         read_checkpoint(folder)
+
+
+# --- trusted loading: objects that cannot be rebuilt here are not damage ------------------------
+
+
+class _SavedOnWindows:
+    """Pickles as a ``pathlib.WindowsPath`` does on Windows: the class by name, then its parts."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __reduce__(self):
+        return (pathlib.WindowsPath, (self.text,))
+
+
+def _with_hparam(source: Path, path: Path, **hparams) -> Path:
+    """The real Trainer checkpoint at ``source`` with ``hparams`` added to its hyper-parameters."""
+    checkpoint = _lightning_dict(source)
+    checkpoint["hyper_parameters"].update(hparams)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture()
+def throwaway_module(tmp_path, monkeypatch):
+    """Write and import a module ``name`` with ``source``; afterwards it can be made to disappear."""
+    made = []
+
+    def make(name: str, source: str):
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        made.append(name)
+        return importlib.import_module(name)
+
+    def forget(name: str) -> None:
+        (tmp_path / f"{name}.py").unlink()
+        sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+
+    make.forget = forget
+    yield make
+    for name in made:
+        sys.modules.pop(name, None)
+
+
+def _rebuild_refused(path: Path, name: str) -> str:
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path, trust=True)
+    message = info.value.format_message()
+    assert name in message
+    assert "copy it again" not in message and "corrupt" not in message
+    assert "without --trust-checkpoint" in message and "inert placeholder" in message
+    return message
+
+
+def test_windows_path_with_trust_is_not_called_corrupt(checkpoints, tmp_path, cli, base_model):
+    # the issue's example: hyper-parameters saved on Windows; WindowsPath() raises NotImplementedError here
+    path = _with_hparam(
+        checkpoints["wrapped-pytorch_lightning"], tmp_path / "windows.ckpt", data_dir=_SavedOnWindows(r"C:\data\qa")
+    )
+    message = _rebuild_refused(path, "pathlib.WindowsPath")
+    assert "NotImplementedError" in message and "cannot be rebuilt here" in message
+
+    ckpt = read_checkpoint(path)
+    assert ckpt.hyper_parameters["data_dir"] == "pathlib.WindowsPath"
+    assert "pathlib.WindowsPath" in ckpt.placeholders
+
+    line = one_error_line(cli("inspect", "--checkpoint", path, "--trust-checkpoint"))
+    assert "pathlib.WindowsPath" in line and "without --trust-checkpoint" in line
+    result = cli("convert", "--checkpoint", path, "--output", tmp_path / "out", "--base-model", base_model)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_object_whose_rebuild_raises_runtime_error_is_not_called_corrupt(checkpoints, tmp_path, throwaway_module):
+    # another of the kind: a class whose __setstate__ needs what this machine lacks
+    module = throwaway_module(
+        "gpu_only_metric",
+        """
+        class RunningMean:
+            def __init__(self):
+                self.total = 0.0
+
+            def __setstate__(self, state):
+                raise RuntimeError("Attempting to deserialize object on a CUDA device")
+        """,
+    )
+    path = _with_hparam(checkpoints["plain"], tmp_path / "metric.ckpt", metric=module.RunningMean())
+    message = _rebuild_refused(path, "gpu_only_metric.RunningMean")
+    assert "RuntimeError: Attempting to deserialize object on a CUDA device" in message
+    assert read_checkpoint(path).hyper_parameters["metric"] == "gpu_only_metric.RunningMean"
+
+
+def _cut_pickle(source: Path, path: Path) -> Path:
+    """``source`` with its pickle stream (``data.pkl``) cut in half, the zip archive itself intact."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            zout.writestr(item, data[: len(data) // 2] if item.filename.endswith("data.pkl") else data)
+    return path
+
+
+@pytest.mark.parametrize("trust", [False, True], ids=["untrusted", "trusted"])
+def test_cut_pickle_stream_is_damage_in_every_tier(checkpoints, tmp_path, trust):
+    path = _cut_pickle(checkpoints["wrapped-lightning"], tmp_path / "cut-pickle.ckpt")
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*copy it again"):
+        read_checkpoint(path, trust=trust)
+
+
+# --- trusted loading: globals the installed code no longer has ---------------------------------
+
+
+def test_lightning_12_global_with_trust_is_one_error(checkpoints, tmp_path, cli, monkeypatch):
+    # the issue's example: Lightning 1.2 pickled this function into hyper-parameters; 2.x has no such module
+    name = "pytorch_lightning.utilities.argparse_utils"
+    old = types.ModuleType(name)
+
+    def _gpus_arg_default(x):
+        return x
+
+    _gpus_arg_default.__module__, _gpus_arg_default.__qualname__ = name, "_gpus_arg_default"
+    old._gpus_arg_default = _gpus_arg_default
+    monkeypatch.setitem(sys.modules, name, old)
+    path = _with_hparam(checkpoints["wrapped-pytorch_lightning"], tmp_path / "pl12.ckpt", gpus=_gpus_arg_default)
+    monkeypatch.delitem(sys.modules, name)
+
+    message = _rebuild_refused(path, f"{name}._gpus_arg_default")
+    assert "ModuleNotFoundError" in message and "Install the code that wrote it" in message
+    line = one_error_line(cli("inspect", "--checkpoint", path, "--trust-checkpoint"))
+    assert f"{name}._gpus_arg_default" in line and "without --trust-checkpoint" in line
+
+    ckpt = read_checkpoint(path)
+    assert ckpt.hyper_parameters["gpus"] == f"{name}._gpus_arg_default"
+
+
+def test_class_from_a_deleted_module_with_trust_is_one_error(checkpoints, tmp_path, cli, throwaway_module):
+    module = throwaway_module(
+        "my_experiment_config",
+        """
+        class Config:
+            def __init__(self, lr):
+                self.lr = lr
+        """,
+    )
+    path = _with_hparam(checkpoints["plain"], tmp_path / "config.ckpt", config=module.Config(3e-5))
+    throwaway_module.forget("my_experiment_config")
+
+    message = _rebuild_refused(path, "my_experiment_config.Config")
+    assert "No module named 'my_experiment_config'" in message
+    assert one_error_line(cli("inspect", "--checkpoint", path, "--trust-checkpoint"))
+    assert read_checkpoint(path).hyper_parameters["config"] == "my_experiment_config.Config"
+
+
+def test_class_removed_from_a_module_that_remains(checkpoints, tmp_path, throwaway_module):
+    module = throwaway_module(
+        "my_callbacks",
+        """
+        class OldSchedule:
+            pass
+        """,
+    )
+    path = _with_hparam(checkpoints["plain"], tmp_path / "renamed.ckpt", schedule=module.OldSchedule())
+    del module.OldSchedule
+    message = _rebuild_refused(path, "my_callbacks.OldSchedule")
+    assert "AttributeError" in message
+
+
+def test_trusted_load_still_reads_everything(checkpoints):
+    ckpt = read_checkpoint(checkpoints["wrapped-pytorch_lightning"], trust=True)
+    assert ckpt.loader == "trusted"
+    assert ckpt.hyper_parameters["data_dir"] == "PosixPath"
+    assert ckpt.hyper_parameters["args"] == "Namespace"
+    full = _lightning_dict(checkpoints["wrapped-pytorch_lightning"])["state_dict"]
+    assert all(torch.equal(full[k], ckpt.state_dict[k]) for k in full)
