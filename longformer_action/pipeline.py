@@ -16,7 +16,7 @@ from typing import Any
 
 from .base_model import BaseModel, resolve_base_model
 from .checkpoint import Checkpoint, read_checkpoint
-from .convert import file_info, load_config, mapped_tensors, plan, staged_output, write_model
+from .convert import file_info, load_config, mapped_tensors, plan, staged_output, write_checksums, write_model
 from .errors import CheckFailed, ConversionError
 from .mapping import plan_mapping
 from .progress import Progress, human_bytes
@@ -121,6 +121,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
         report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
         write_json(staged.path / REPORT_NAME, report)
+        write_checksums(staged.path)
         staged.publish()
     if options.report is not None:
         write_json(options.report, report)
