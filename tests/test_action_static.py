@@ -139,6 +139,7 @@ def test_action_declares_the_contract():
         "artifact-id",
         "artifact-url",
         "artifact-digest",
+        "image",
     }
     for name, spec in inputs.items():
         assert spec["description"].endswith("."), name
