@@ -450,7 +450,9 @@ def prepare_image_main(
     """
     environ = os.environ if environ is None else environ
     actions = Actions(environ, stream)
-    image, source = environ.get("IMAGE", ""), environ.get("IMAGE_SOURCE", "build")
+    image, source = environ.get("IMAGE", ""), environ.get("IMAGE_SOURCE", "")
+    if source not in ("published", "input") or not image:
+        source = "build"
     reason = environ.get("IMAGE_REASON", "")
     if environ.get("IMAGE_WARNING"):
         actions.emit(command("warning", environ["IMAGE_WARNING"], title="Published image not usable"))

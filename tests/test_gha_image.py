@@ -256,3 +256,11 @@ def test_an_image_input_that_is_not_a_reference_is_refused(tmp_path, bad):
     env["INPUT_IMAGE"] = bad
     with pytest.raises(InputError, match="not an image reference"):
         plan_inputs(env)
+
+
+@pytest.mark.parametrize("env", [{}, {"IMAGE_SOURCE": ""}, {"IMAGE_SOURCE": "published", "IMAGE": ""}])
+def test_a_missing_plan_builds(tmp_path, env):
+    engine = Engine()
+    status, _, outputs, _ = _step(tmp_path, engine, **env)
+    assert status == 0 and [c[1] for c in engine.calls] == ["build"]
+    assert outputs["image"] == LOCAL_TAG
