@@ -140,8 +140,10 @@ def published(registry: str, tmp_path_factory: pytest.TempPathFactory):
     )
     digest = digest_file.read_text().strip()
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), digest
-    yield f"{registry}/{REPOSITORY}@{digest}"
-    subprocess.run(["podman", "rmi", "--force", IMAGE], capture_output=True)
+    reference = f"{registry}/{REPOSITORY}@{digest}"
+    yield reference
+    # the registry's port dies with it: drop the names that point there, and the built tag
+    subprocess.run(["podman", "rmi", reference, IMAGE], capture_output=True)
 
 
 # --- a repository that uses the action, run under act -------------------------------------------------
