@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -305,8 +309,14 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
             "write e.g. `retention-days: 7`, or leave it out for the repository's default",
         )
     plan["retention-days"] = days
-    plan["image"] = get("image")
-    plan["build"] = "false" if plan["image"] else "true"
+    image = get("image")
+    if image and image != BUILD and not _IMAGE_INPUT.fullmatch(image):
+        raise InputError(
+            "image",
+            f"is '{image}', not an image reference",
+            "write e.g. `image: ghcr.io/owner/longformer-convert-action:v1`, `image: build`, or leave it out",
+        )
+    plan.update(plan_image(image, environ.get("GITHUB_ACTION_PATH", "")).outputs())
     return plan
 
 
@@ -326,7 +336,186 @@ def validate_inputs_main(environ: Mapping[str, str] | None = None, stream: TextI
     return 0
 
 
+# --- which image runs: the published one, a given one, or a build ----------------------------------
+
+#: The file that a release adds to the action's tree: the image that release pushed, by digest.
+PUBLISHED_IMAGE_FILE = "action-image.txt"
+#: The ``image`` input's value that forces a build from the action's Dockerfile.
+BUILD = "build"
+#: The tag of an image built by the action.
+LOCAL_TAG = "longformer-convert-action:local"
+#: Pull attempts, and the pauses between them (seconds).
+PULL_DELAYS = (5.0, 15.0)
+
+_DIGEST_REFERENCE = re.compile(r"[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}")
+_IMAGE_INPUT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """Which image the action runs, and why.
+
+    ``source`` is ``published`` (pull ``image``, built and pushed by this release), ``input`` (run the
+    ``image`` input as given) or ``build`` (build the action's Dockerfile). ``warning`` is set when the
+    tree names an image the action cannot use.
+    """
+
+    source: str
+    image: str
+    reason: str
+    warning: str = ""
+
+    def outputs(self) -> dict[str, str]:
+        """The plan as step outputs."""
+        return {
+            "image": self.image,
+            "image-source": self.source,
+            "image-reason": self.reason,
+            "image-warning": self.warning,
+            "build": str(self.source == "build").lower(),
+        }
+
+
+def read_published_image(action_path: str | Path) -> str | None:
+    """The image named by the action's tree (``action-image.txt``), or ``None`` when it names none.
+
+    The file holds one image reference by digest (``REGISTRY/NAME@sha256:HEX``); blank lines and
+    ``#`` comments are ignored. A branch, a commit or a fork has no such file: only release commits do.
+
+    Raises:
+        ValueError: the file exists but does not hold exactly one reference by digest.
+    """
+    path = Path(action_path) / PUBLISHED_IMAGE_FILE
+    if not str(action_path) or not path.is_file():
+        return None
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    refs = [line for line in lines if line and not line.startswith("#")]
+    if not refs:
+        return None
+    if len(refs) != 1 or not _DIGEST_REFERENCE.fullmatch(refs[0]):
+        raise ValueError(f"{PUBLISHED_IMAGE_FILE} should hold one image reference by digest, not {refs!r}")
+    return refs[0]
+
+
+def plan_image(image_input: str, action_path: str | Path) -> ImagePlan:
+    """Decide which image runs: the ``image`` input, else the tree's published image, else a build.
+
+    Args:
+        image_input: the ``image`` input: empty, ``build``, or an image reference.
+        action_path: ``GITHUB_ACTION_PATH``, the action's own tree at the ref the workflow named.
+
+    Returns:
+        The plan; it never fails: a tree naming an unusable image yields a build with a warning.
+    """
+    if image_input == BUILD:
+        return ImagePlan("build", "", "`image: build` asks for a build from the action's Dockerfile")
+    if image_input:
+        return ImagePlan("input", image_input, "the `image` input names it")
+    try:
+        published = read_published_image(action_path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return ImagePlan(
+            "build",
+            "",
+            "the action's tree names no usable published image",
+            f"{exc}; building the image from the Dockerfile instead",
+        )
+    if published:
+        return ImagePlan("published", published, f"the image this release published ({PUBLISHED_IMAGE_FILE})")
+    return ImagePlan("build", "", "no published image for this ref (a branch, a commit or a fork)")
+
+
+CommandRunner = Callable[[Sequence[str]], int]
+
+
+def _run(args: Sequence[str]) -> int:
+    # the engine's own output goes to the log (stderr), never to stdout
+    return subprocess.run(list(args), stdout=sys.stderr, stderr=sys.stderr, timeout=3600).returncode
+
+
+def pull_with_retries(
+    image: str,
+    *,
+    run: CommandRunner = _run,
+    sleep: Callable[[float], None] = time.sleep,
+    delays: Sequence[float] = PULL_DELAYS,
+) -> int:
+    """``docker pull image``, retried after each pause in ``delays``; the attempts it took, 0 when all failed."""
+    for attempt in range(1, len(delays) + 2):
+        if run(["docker", "pull", image]) == 0:
+            return attempt
+        if attempt <= len(delays):
+            sleep(delays[attempt - 1])
+    return 0
+
+
+def prepare_image_main(
+    environ: Mapping[str, str] | None = None,
+    stream: TextIO | None = None,
+    *,
+    run: CommandRunner = _run,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """The action's image step: pull the published image (or build when that fails), or build; 0 or 1.
+
+    Reads the plan from ``IMAGE``, ``IMAGE_SOURCE``, ``IMAGE_REASON``, ``IMAGE_WARNING`` and the
+    action's tree from ``GITHUB_ACTION_PATH``; writes the ``image`` to run and ``image-path``
+    (``pulled``, ``built``, ``given``) to ``GITHUB_OUTPUT``, and the path taken and its time to the
+    log and the step summary.
+    """
+    environ = os.environ if environ is None else environ
+    actions = Actions(environ, stream)
+    image, source = environ.get("IMAGE", ""), environ.get("IMAGE_SOURCE", "")
+    if source not in ("published", "input") or not image:
+        source = "build"
+    reason = environ.get("IMAGE_REASON", "")
+    if environ.get("IMAGE_WARNING"):
+        actions.emit(command("warning", environ["IMAGE_WARNING"], title="Published image not usable"))
+    start = clock()
+    if source == "published":
+        actions.emit(command("group", f"docker pull {image}"))
+        attempts = pull_with_retries(image, run=run, sleep=sleep)
+        actions.emit(command("endgroup"))
+        if attempts:
+            path = "pulled"
+            if attempts > 1:
+                reason += f"; {attempts} attempts"
+        else:
+            actions.emit(
+                command(
+                    "warning",
+                    f"could not pull {image} after {len(PULL_DELAYS) + 1} attempts; building the image from "
+                    "the action's Dockerfile instead (slower). Set `image: build` to skip the pull.",
+                    title="Published image not pulled",
+                )
+            )
+            source, reason = "build", f"pulling the published image {image} failed"
+    if source == "build":
+        image, path = LOCAL_TAG, "built"
+        context = environ.get("GITHUB_ACTION_PATH", ".")
+        actions.emit(command("group", f"docker build {context}"))
+        status = run(["docker", "build", "--tag", image, context])
+        actions.emit(command("endgroup"))
+        if status != 0:
+            actions.error(
+                f"docker build of {context} failed (exit {status}); see the log group above",
+                title="Image build failed",
+            )
+            return 1
+    elif source == "input":
+        path = "given"
+    seconds = clock() - start
+    verb = {"pulled": "Pulled", "built": "Built from the action's Dockerfile", "given": "Running"}[path]
+    line = f"{verb} `{image}` in {seconds:.1f} s: {reason}."
+    actions.emit(f"image: {line.replace('`', '')}")
+    actions.summary(f"**Image:** {line}\n")
+    actions.set_outputs({"image": image, "image-path": path, "image-seconds": f"{seconds:.1f}"})
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover - run by action.yml
-    if sys.argv[1:] != ["validate-inputs"]:
-        sys.exit("usage: python -m longformer_action.gha validate-inputs")
-    sys.exit(validate_inputs_main())
+    commands = {"validate-inputs": validate_inputs_main, "prepare-image": prepare_image_main}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: python -m longformer_action.gha {{{','.join(commands)}}}")
+    sys.exit(commands[sys.argv[1]]())

@@ -26,6 +26,7 @@ from .convert import (
     resolve_labels,
     staged_output,
     tie_weights,
+    write_checksums,
     write_model,
 )
 from .errors import CheckFailed, ConversionError, MappingError
@@ -196,6 +197,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
         report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
         write_json(staged.path / REPORT_NAME, report)
+        write_checksums(staged.path)
         staged.publish()
     if options.report is not None:
         write_json(options.report, report)

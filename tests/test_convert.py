@@ -64,7 +64,7 @@ def test_round_trip_every_tensor_equals_its_source(cli, checkpoints, base_model,
     assert report["source"]["sha256"] == read_checkpoint(checkpoints[name]).sha256
     assert report["source"]["global_step"] == 3
     listed = {f["name"]: f for f in report["files"]}
-    assert set(listed) == {p.name for p in out.iterdir()} - {"conversion-report.json"}
+    assert set(listed) == {p.name for p in out.iterdir()} - {"conversion-report.json", "SHA256SUMS"}
     assert listed["model.safetensors"]["bytes"] == (out / "model.safetensors").stat().st_size
     card = (out / "README.md").read_text()
     assert report["source"]["sha256"] in card and "passed" in card
