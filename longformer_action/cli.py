@@ -89,9 +89,9 @@ def _run(
 @click.version_option(package_name="longformer-convert-action", prog_name="longformer-convert")
 def main() -> None:
     """Turn a PyTorch Lightning checkpoint of a Longformer model (question answering, text or token
-    classification, multiple choice, masked LM, or the encoder alone) into a Hugging Face
-    transformers folder, and prove with a forward pass that it computes what the checkpoint
-    computed."""
+    classification, multiple choice, masked LM, or the encoder alone) or of an LED model
+    (summarization) into a Hugging Face transformers folder, and prove with a forward pass that it
+    computes what the checkpoint computed."""
 
 
 _checkpoint_option = click.option(
@@ -329,8 +329,9 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     help="The tiny model's task.",
 )
 def demo(output: Path | None, task: str) -> None:
-    """Train a tiny Longformer with Lightning, convert it, check it and run it on a sample (offline)."""
+    """Train a tiny Longformer (or LED) with Lightning, convert it, check it and run it on a sample (offline)."""
     from . import demo as tiny
+    from . import tasks
     from .pipeline import ConvertOptions
     from .pipeline import convert as run
     from .progress import Progress
@@ -339,8 +340,9 @@ def demo(output: Path | None, task: str) -> None:
     if output is not None and output.exists() and any(output.iterdir()):
         raise ConversionError(f"demo folder {output} exists and is not empty", "pass an empty or new --output")
     progress = Progress()
-    with progress.stage("demo", f"Train a tiny Longformer for {task} with Lightning") as stage:
-        base = tiny.make_base_model(work / "base")
+    family = tasks.FAMILIES[tasks.get(task).family]
+    with progress.stage("demo", f"Train a tiny {family.title.split(' ')[0]} for {task} with Lightning") as stage:
+        base = tiny.make_base_model(work / "base", family=family.name)
         checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", task=task, steps=5)
         stage.detail = f"base model at {base}, checkpoint at {checkpoint} (5 AdamW steps)"
     model = work / "model"
