@@ -16,6 +16,7 @@ H = 32
 @pytest.fixture(scope="module")
 def shapes_of():
     """The state dict shapes of each task's transformers class (3 labels where the class has labels)."""
+
     def config(task):
         if task.family == "led":
             return LEDConfig(**demo.TINY_LED_CONFIG, vocab_size=400)
