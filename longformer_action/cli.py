@@ -147,8 +147,8 @@ _global_attention_option = click.option(
     default="default",
     show_default=True,
     help="The global attention the LightningModule passed: 'default' is the task class's own (question tokens "
-    "for QA, <s> for text classification, none for token classification and fill-mask, the choices for multiple "
-    "choice); the check uses it, and the model card shows the call.",
+    "for QA, <s> for text classification and LED, none for token classification and fill-mask, the choices for "
+    "multiple choice); the check uses it, and the model card shows the call.",
 )
 
 _prefix_option = click.option(
@@ -175,7 +175,8 @@ _prefix_option = click.option(
     default="auto",
     show_default=True,
     help="The model's task; 'auto' reads it from the head's keys and shapes and asks when they allow two "
-    "readings. 'feature-extraction' exports the encoder alone (for heads no transformers class has).",
+    "readings. 'feature-extraction' exports the encoder alone (for heads no transformers class has); "
+    "'text2text-generation' is LED's.",
 )
 @click.option(
     "--labels",

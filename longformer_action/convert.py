@@ -131,21 +131,19 @@ def tie_weights(ckpt: Checkpoint, mapping: KeyMapping, task: Task, config: Any) 
 
     sources = {t: s for s, t in mapping.mapped.items()}
     pairs = [(target, tied_to) for target, tied_to in task.tied.items() if target in sources and tied_to in sources]
+    differ = []  # the same facts, named by the checkpoint's keys
     for target, tied_to in pairs:
         mine, theirs = ckpt.state_dict[sources[target]], ckpt.state_dict[sources[tied_to]]
         if mine.shape != theirs.shape:
             mapping.untied[target] = f"shape {list(mine.shape)} differs from '{tied_to}' {list(theirs.shape)}"
+            differ.append(f"'{sources[target]}' {list(mine.shape)} vs '{sources[tied_to]}' {list(theirs.shape)}")
         elif not torch.equal(mine, theirs):
             diff = (mine.double() - theirs.double()).abs().max().item()
             mapping.untied[target] = f"differs from '{tied_to}' (max abs diff {diff:.3g})"
-    if mapping.untied and task.tie_policy == "refuse":
-        differ = "; ".join(
-            f"'{sources[t]}' {why.replace(repr(w), repr(sources[w]))}"
-            for t, why in mapping.untied.items()
-            for w in [task.tied[t]]
-        )
+            differ.append(f"'{sources[target]}' differs from '{sources[tied_to]}' (max abs diff {diff:.3g})")
+    if differ and task.tie_policy == "refuse":
         raise MappingError(
-            f"the checkpoint's copies of tied weights differ: {differ}; {task.architecture} ties them "
+            f"the checkpoint's copies of tied weights differ: {'; '.join(differ)}; {task.architecture} ties them "
             "(one tensor), so the folder would not compute what the checkpoint computed",
             "convert the checkpoint of a module whose embeddings and LM head are one tensor (as transformers ties "
             "them), or re-tie them before saving",

@@ -153,6 +153,13 @@ def find_base(names: Iterable[str], prefix: str = "auto") -> tuple[str, Family]:
             (f for f in FAMILIES.values() if any(f.global_mark in "." + n for n in names if n.startswith(encoder))),
             FAMILIES["longformer"],
         )
+        if encoder + family.anchor not in names and any(family.global_mark in "." + n for n in names):
+            under = [p for p, f in found if f is family]
+            raise MappingError(
+                f"--prefix '{encoder}' is not where the {family.title.split(' ')[0]} base model's keys start: "
+                f"no key '{encoder}{family.anchor}'",
+                f"pass --prefix {under[0] or '<root>'}" if under else "pass --prefix auto",
+            )
     if not any(family.global_mark in "." + n for n in names if n.startswith(encoder)):
         raise MappingError(
             f"checkpoint is not a {family.title.split(' ')[0]}: its encoder has no global-attention weights "

@@ -261,3 +261,28 @@ def test_demo_runs_offline(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "check:  passed" in result.stdout and "sample: " in result.stdout and "tokens [" in result.stdout
     assert "text2text-generation (LEDForConditionalGeneration)" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def led_shapes() -> dict[str, tuple[int, ...]]:
+    """``LEDForConditionalGeneration``'s keys and shapes, as a LightningModule wrapping it saves them."""
+    from transformers import LEDForConditionalGeneration
+
+    with torch.device("meta"):
+        model = LEDForConditionalGeneration(LEDConfig(**demo.TINY_LED_CONFIG, vocab_size=400))
+    return {"model." + k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def test_prefix_override(led_shapes):
+    plan = plan_mapping(led_shapes, prefix="model.led.")
+    assert plan.task == TASK and plan.family == "led" and plan.encoder_prefix == "model.led."
+    with pytest.raises(MappingError) as info:
+        plan_mapping(led_shapes, prefix="model.")
+    assert "Pass --prefix model.led." in info.value.format_message()
+
+
+def test_a_bart_like_checkpoint_is_refused(led_shapes):
+    shapes = {k: v for k, v in led_shapes.items() if ".longformer_self_attn.query_global." not in k}
+    with pytest.raises(MappingError) as info:
+        plan_mapping(shapes)
+    assert "looks like a BART checkpoint" in info.value.format_message()
