@@ -92,12 +92,24 @@ def expected_shapes(task: Task, config: Any, *, pooler: bool = True) -> dict[str
     """Keys and shapes of the task's class built from ``config`` on the meta device (no memory).
 
     ``pooler`` matters only for a class that keeps the pooler when present (``LongformerModel``).
+
+    Raises:
+        BaseModelError: the class refuses the config (an odd ``attention_window``, or a list of
+            windows whose length is not the number of encoder layers).
     """
     import torch
 
     cls = task.model_class()
-    with torch.device("meta"):
-        model = cls(config, add_pooling_layer=pooler) if task.pooler is None else cls(config)
+    try:
+        with torch.device("meta"):
+            model = cls(config, add_pooling_layer=pooler) if task.pooler is None else cls(config)
+    except (ValueError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise BaseModelError(
+            f"the base config does not build {task.architecture} (attention_window {config.attention_window}, "
+            f"{config.num_hidden_layers} encoder layers): {first}",
+            "pass --base-model with the config the model was trained from (an even attention_window, one per layer)",
+        ) from None
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

@@ -221,8 +221,8 @@ class Head:
         prefix: what precedes the head's keys (``model.`` when a transformers class is wrapped).
         hidden_size: the encoder's hidden size.
         pooler: whether the encoder's keys include a pooler.
-        class_layout: the encoder is a transformers class's ``longformer`` attribute and the head sits
-            beside it, so the head's attribute names are the class's own.
+        class_layout: the encoder is a transformers class's ``longformer`` (LED: ``led``) attribute
+            and the head sits beside it, so the head's attribute names are the class's own.
     """
 
     keys: Mapping[str, Shape]
@@ -698,9 +698,9 @@ ENTRIES: tuple[Task, ...] = (
 _BY_FAMILY: dict[tuple[str, str], Task] = {(t.family, t.name): t for t in ENTRIES}
 
 #: One entry per task name (the first family that has it), in ``choices.TASKS`` order.
-REGISTRY: dict[str, Task] = {}
-for _task in ENTRIES:
-    REGISTRY.setdefault(_task.name, _task)
+REGISTRY: dict[str, Task] = {
+    name: next(t for t in ENTRIES if t.name == name) for name in dict.fromkeys(t.name for t in ENTRIES)
+}
 
 assert tuple(REGISTRY) == tuple(t for t in TASKS if t != "auto"), "choices.TASKS and the registry disagree"
 assert {t.family for t in ENTRIES} <= set(FAMILIES)

@@ -1,7 +1,8 @@
 """Prove a folder computes what the checkpoint computed: a per-tensor check and a forward-pass check.
 
 Reference: the checkpoint's own tensors in transformers' ``LongformerModel`` (the encoder) followed by
-the head's arithmetic written with ``torch.nn.functional`` (``Task.reference``), with the global
+the head's arithmetic written with ``torch.nn.functional`` (``Task.reference``; for LED, ``LEDModel``
+then the LM head: ``F.linear(decoder_hidden, lm_head) + final_logits_bias``), with the global
 attention the module trained with. Candidate: the folder reloaded from disk with the task's
 ``AutoModelFor...`` class, sharing nothing with the conversion's objects. Both run on inputs that
 fit the task (question and context pairs, single texts, masked texts, a choices dimension), a batch

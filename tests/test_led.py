@@ -286,3 +286,44 @@ def test_a_bart_like_checkpoint_is_refused(led_shapes):
     with pytest.raises(MappingError) as info:
         plan_mapping(shapes)
     assert "looks like a BART checkpoint" in info.value.format_message()
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"attention_window": 7}, "has to be an even value"),
+        ({"attention_window": [8, 8, 8]}, "Expected 2, given 3"),
+        ({"max_decoder_position_embeddings": 128}, "'model.led.decoder.embed_positions.weight' has shape [64, 32]"),
+        ({"max_encoder_position_embeddings": 512}, "'model.led.encoder.embed_positions.weight' has shape [256, 32]"),
+    ],
+    ids=["odd-window", "windows-per-layer", "decoder-positions", "encoder-positions"],
+)
+def test_base_config_that_does_not_fit(cli, led_base, led_checkpoints, tmp_path, change, fragment):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(led_base, base)
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, **change}))
+    result = cli(
+        "convert", "--checkpoint", led_checkpoints["wrapped"], "--output", tmp_path / "m", "--base-model", base
+    )
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert fragment in line and "--base-model" in line
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_tampered_folder_fails_the_check_with_exit_3(cli, led_base, led_checkpoints, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "model"
+    args = ("--checkpoint", led_checkpoints["wrapped"], "--output", out, "--base-model", led_base, "--no-check")
+    assert cli("convert", *args).exit_code == 0
+    tensors = load_file(out / "model.safetensors")
+    tensors["final_logits_bias"] = tensors["final_logits_bias"] + 1e-3
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    result = cli("verify", "--model", out, "--checkpoint", led_checkpoints["wrapped"])
+    assert result.exit_code == 3
+    line = one_error_line(result)
+    assert "output 'logits' differs" in line and "'final_logits_bias' differs from its source" in line
