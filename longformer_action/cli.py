@@ -342,7 +342,7 @@ def demo(output: Path | None, task: str) -> None:
         raise ConversionError(f"demo folder {output} exists and is not empty", "pass an empty or new --output")
     progress = Progress()
     family = tasks.FAMILIES[tasks.get(task).family]
-    with progress.stage("demo", f"Train a tiny {family.title.split(' ')[0]} for {task} with Lightning") as stage:
+    with progress.stage("demo", f"Train a tiny {family.short} for {task} with Lightning") as stage:
         base = tiny.make_base_model(work / "base", family=family.name)
         checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", task=task, steps=5)
         stage.detail = f"base model at {base}, checkpoint at {checkpoint} (5 AdamW steps)"

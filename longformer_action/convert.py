@@ -71,9 +71,9 @@ def load_config(
     if given != family.model_type:
         other = next((f for f in FAMILIES.values() if f.model_type == given), None)
         raise BaseModelError(
-            f"the checkpoint is a {family.title} model ({task.architecture}) but --base-model {base.spec} is a "
-            f"{other.title if other else repr(given)} config (model_type '{given}')",
-            f"pass --base-model with the {family.title.split(' ')[0]} config it was trained from, such as "
+            f"the checkpoint is {family.a()} model ({task.architecture}) but --base-model {base.spec} is "
+            f"{other.a() if other else repr(given)} config (model_type '{given}')",
+            f"pass --base-model with the {family.short} config it was trained from, such as "
             f"{' or '.join(hub_id for _, hub_id in family.default_bases)}",
         )
     config = family.config_cls().from_dict(dict(base.config))

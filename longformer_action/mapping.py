@@ -156,15 +156,15 @@ def find_base(names: Iterable[str], prefix: str = "auto") -> tuple[str, Family]:
         if encoder + family.anchor not in names and any(family.global_mark in "." + n for n in names):
             under = [p for p, f in found if f is family]
             raise MappingError(
-                f"--prefix '{encoder}' is not where the {family.title.split(' ')[0]} base model's keys start: "
+                f"--prefix '{encoder}' is not where the {family.short} base model's keys start: "
                 f"no key '{encoder}{family.anchor}'",
                 f"pass --prefix {under[0] or '<root>'}" if under else "pass --prefix auto",
             )
     if not any(family.global_mark in "." + n for n in names if n.startswith(encoder)):
         raise MappingError(
-            f"checkpoint is not a {family.title.split(' ')[0]}: its encoder has no global-attention weights "
+            f"checkpoint is not {family.a(False)}: its encoder has no global-attention weights "
             f"('{family.global_mark.strip('.')}'); it looks like {family.looks_like}",
-            f"pass the checkpoint of a {family.title.split(' ')[0]} model",
+            f"pass the checkpoint of {family.a(False)} model",
         )
     return encoder, family
 
@@ -235,7 +235,7 @@ def _custom(
         f"the checkpoint's head {what}: keys outside the encoder ('{encoder or '<root>'}') are "
         f"{_with_shapes(head.keys, shapes_by_key)}",
         f"pass --task feature-extraction to export the {family.base_class} alone (these keys are dropped and listed "
-        f"in the report and the model card); {family.title.split(' ')[0]} heads transformers has: {names}"
+        f"in the report and the model card); {family.short} heads transformers has: {names}"
         + ("; or --task auto to read the task from the keys" if task else ""),
     )
 
@@ -339,8 +339,8 @@ def _choose(head: Head, head_shapes: Mapping[str, Shape], encoder: str, task: st
             other = tasks.get(task)
             names = ", ".join(t.name for t in tasks.of_family(family.name))
             raise MappingError(
-                f"--task {task} ({other.architecture}) is a {FAMILIES[other.family].title} task, but the checkpoint "
-                f"is a {family.title} model (its base model is at '{encoder or '<root>'}')",
+                f"--task {task} ({other.architecture}) is {FAMILIES[other.family].a()} task, but the checkpoint "
+                f"is {family.a()} model (its base model is at '{encoder or '<root>'}')",
                 f"pass --task auto, or a task {family.base_class.removesuffix('Model')} has: {names}",
             )
         chosen = tasks.get(task, family.name)

@@ -221,7 +221,7 @@ def _default_base_for(ckpt: Checkpoint, spec: str, prefix: str, progress: Progre
         return spec
     likely = family.default_base(hidden)
     progress.line(
-        f"base-model: the checkpoint is a {family.title} model (hidden size {hidden}), and the default base model "
+        f"base-model: the checkpoint is {family.a()} model (hidden size {hidden}), and the default base model "
         f"{spec} is a Longformer: using {likely}, the likely base (pass --base-model to choose another)"
     )
     return likely

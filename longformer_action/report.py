@@ -245,7 +245,7 @@ def _call(conv: dict[str, Any]) -> str:
 def _family_title(conv: dict[str, Any]) -> str:
     from .tasks import FAMILIES
 
-    return FAMILIES[conv.get("family") or "longformer"].title.split(" ")[0]
+    return FAMILIES[conv.get("family") or "longformer"].short
 
 
 def summary_markdown(report: dict[str, Any]) -> str:

@@ -58,6 +58,7 @@ class Family:
         looks_like: what a checkpoint without global-attention weights is instead.
         vocab_key: the base model's token embeddings ``(vocab, hidden)``.
         layers: the config's layer counts, by the key prefix of their stacks in the base model.
+        article: the title's indefinite article (``a`` Longformer, ``an`` LED).
     """
 
     name: str
@@ -76,6 +77,16 @@ class Family:
     looks_like: str
     vocab_key: str
     layers: Mapping[str, str]
+    article: str = "a"
+
+    @property
+    def short(self) -> str:
+        """The title's first word (``Longformer``, ``LED``)."""
+        return self.title.split(" ")[0]
+
+    def a(self, full: bool = True) -> str:
+        """The title with its article, for sentences (``a Longformer``, ``an LED (...)``)."""
+        return f"{self.article} {self.title if full else self.short}"
 
     def config_cls(self) -> Any:
         """The transformers config class (imports transformers)."""
@@ -132,6 +143,7 @@ FAMILIES: dict[str, Family] = {
             looks_like="a BART checkpoint",
             vocab_key="shared.weight",
             layers={"encoder_layers": "encoder.layers.", "decoder_layers": "decoder.layers."},
+            article="an",
         ),
     )
 }
