@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaseModelError
+from .tasks import FAMILIES
 
 #: Files copied into the output folder when the base model has them.
 TOKENIZER_FILES = (
@@ -24,8 +25,8 @@ TOKENIZER_FILES = (
 #: Other files copied into the output folder when the base model has them.
 EXTRA_FILES = ("generation_config.json",)
 
-#: The base config's ``model_type``s this tool converts (``tasks.FAMILIES``).
-MODEL_TYPES = ("longformer", "led")
+#: The base config's ``model_type``s this tool converts (one per model family).
+MODEL_TYPES = tuple(family.model_type for family in FAMILIES.values())
 
 
 @dataclass

@@ -292,7 +292,7 @@ def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str
         if source in head_sources:
             if chosen.drops_head:
                 result.dropped[source] = (
-                    f"not part of {chosen.architecture}: --task {chosen.name} exports the encoder alone"
+                    f"not part of {chosen.architecture}: --task {chosen.name} exports {family.parts} alone"
                 )
                 continue
             raise MappingError(
@@ -359,7 +359,7 @@ def _choose(head: Head, head_shapes: Mapping[str, Shape], encoder: str, task: st
 
 def _layout(encoder: str, head: Head, task: Task, reading: Reading) -> str:
     if not head.keys:
-        return f"the encoder alone, at `{encoder or '<root>'}`"
+        return f"{FAMILIES[task.family].parts} alone, at `{encoder or '<root>'}`"
     if head.class_layout and reading.exact:
         where = f"as `{head.prefix.rstrip('.')}`" if head.prefix else "as bare keys"
         return f"{'wrapped' if head.prefix else 'bare'}: {task.architecture} {where}"

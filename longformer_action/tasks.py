@@ -59,6 +59,7 @@ class Family:
         vocab_key: the base model's token embeddings ``(vocab, hidden)``.
         layers: the config's layer counts, by the key prefix of their stacks in the base model.
         article: the title's indefinite article (``a`` Longformer, ``an`` LED).
+        parts: what the base model is, for messages (``the encoder``, ``the encoder and decoder``).
     """
 
     name: str
@@ -78,6 +79,7 @@ class Family:
     vocab_key: str
     layers: Mapping[str, str]
     article: str = "a"
+    parts: str = "the encoder"
 
     @property
     def short(self) -> str:
@@ -144,6 +146,7 @@ FAMILIES: dict[str, Family] = {
             vocab_key="shared.weight",
             layers={"encoder_layers": "encoder.layers.", "decoder_layers": "decoder.layers."},
             article="an",
+            parts="the encoder and decoder",
         ),
     )
 }

@@ -204,8 +204,8 @@ def test_feature_extraction_exports_led_model(cli, led_base, led_checkpoints, tm
     assert config["architectures"] == ["LEDModel"]
     report = json.loads((out / "conversion-report.json").read_text())
     dropped = {k["source"]: k["reason"] for k in report["mapping"]["keys"] if k["fate"] == "dropped"}
-    assert "exports the encoder alone" in dropped["model.lm_head.weight"]
-    assert "exports the encoder alone" in dropped["model.final_logits_bias"]
+    assert "exports the encoder and decoder alone" in dropped["model.lm_head.weight"]
+    assert "exports the encoder and decoder alone" in dropped["model.final_logits_bias"]
     assert {o["name"] for o in report["check"]["outputs"]} == {"last_hidden_state", "encoder_last_hidden_state"}
     saved = saved_tensors(out)
     assert all(k.split(".")[0] in ("shared", "encoder", "decoder") for k in saved)
