@@ -24,7 +24,7 @@ from .base_model import BaseModel
 from .checkpoint import Checkpoint, is_tensor
 from .errors import BaseModelError, MappingError, OutputError
 from .mapping import KeyMapping
-from .tasks import FAMILIES, Task
+from .tasks import FAMILIES, Task, family_of_model_type
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -69,7 +69,7 @@ def load_config(
     family = FAMILIES[task.family]
     given = base.config.get("model_type")
     if given != family.model_type:
-        other = next((f for f in FAMILIES.values() if f.model_type == given), None)
+        other = family_of_model_type(given)
         raise BaseModelError(
             f"the checkpoint is {family.a()} model ({task.architecture}) but --base-model {base.spec} is "
             f"{other.a() if other else repr(given)} config (model_type '{given}')",

@@ -327,3 +327,52 @@ def test_a_tampered_folder_fails_the_check_with_exit_3(cli, led_base, led_checkp
     assert result.exit_code == 3
     line = one_error_line(result)
     assert "output 'logits' differs" in line and "'final_logits_bias' differs from its source" in line
+
+
+USER_MODULE = '''
+import torch
+import pytorch_lightning as pl
+from transformers import LEDConfig, LEDForConditionalGeneration
+
+
+class Summarizer(pl.LightningModule):
+    """A user's LED summariser: the transformers class wrapped, global attention on <s>."""
+
+    def __init__(self, config_dir: str, lr: float = 1e-3):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = LEDForConditionalGeneration(LEDConfig.from_pretrained(config_dir))
+
+    def forward(self, input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask=None):
+        return self.model(
+            input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+        ).logits
+
+    def training_step(self, batch, batch_idx):
+        mask = torch.zeros_like(batch["input_ids"])
+        mask[:, 0] = 1
+        logits = self(batch["input_ids"], batch["attention_mask"], mask, batch["decoder_input_ids"])
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten())
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
+'''
+
+
+def test_users_lightning_module_as_reference(cli, led_base, tmp_path, monkeypatch):
+    import importlib
+
+    (tmp_path / "user_led.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("user_led").Summarizer(str(led_base))
+    ckpt = demo.fit_and_save(module, demo.batches(led_base, 2, task=TASK), tmp_path / "user.ckpt")
+    out, report = tmp_path / "model", tmp_path / "report.json"
+    result = cli(
+        "convert", "--checkpoint", ckpt, "--output", out, "--base-model", led_base, "--report", report,
+        "--lightning-module", "user_led:Summarizer", "--trust-checkpoint",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    check = json.loads(report.read_text())["check"]
+    assert check["inputs"]["reference"] == "the LightningModule's forward"
+    assert check["passed"] and check["max_abs_diff"] < 1e-5 and check["inputs"]["global_attention"] == "first-token"
