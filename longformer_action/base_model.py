@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaseModelError
+from .tasks import FAMILIES
 
 #: Files copied into the output folder when the base model has them.
 TOKENIZER_FILES = (
@@ -21,6 +22,12 @@ TOKENIZER_FILES = (
     "added_tokens.json",
 )
 
+#: Other files copied into the output folder when the base model has them.
+EXTRA_FILES = ("generation_config.json",)
+
+#: The base config's ``model_type``s this tool converts (one per model family).
+MODEL_TYPES = tuple(family.model_type for family in FAMILIES.values())
+
 
 @dataclass
 class BaseModel:
@@ -31,6 +38,7 @@ class BaseModel:
         folder: a local folder that holds ``config.json`` (a Hub snapshot for Hub ids).
         config: the parsed ``config.json``.
         tokenizer_files: tokenizer files present in ``folder``.
+        extra_files: other files copied into the output (``generation_config.json``) present in ``folder``.
         revision: the Hub revision asked for (``None`` for folders).
         commit: the Hub commit the snapshot came from, when known.
     """
@@ -39,6 +47,7 @@ class BaseModel:
     folder: Path
     config: dict[str, Any]
     tokenizer_files: list[Path] = field(default_factory=list)
+    extra_files: list[Path] = field(default_factory=list)
     revision: str | None = None
     commit: str | None = None
 
@@ -59,7 +68,7 @@ def resolve_base_model(spec: str, *, revision: str | None = None, token: str | N
 
     Raises:
         BaseModelError: the folder has no ``config.json``, the id is unknown or unreachable, or the
-            config is not a Longformer config.
+            config is neither a Longformer nor an LED config.
     """
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -83,17 +92,19 @@ def resolve_base_model(spec: str, *, revision: str | None = None, token: str | N
         raise BaseModelError(
             f"base model's config.json is not valid JSON ({exc})", "fix or replace config.json"
         ) from None
-    if config.get("model_type") != "longformer":
+    if config.get("model_type") not in MODEL_TYPES:
         raise BaseModelError(
-            f"base model {spec} is a '{config.get('model_type')}' model, not 'longformer'",
-            "pass the Longformer config the checkpoint was trained from",
+            f"base model {spec} is a '{config.get('model_type')}' model, not 'longformer' or 'led'",
+            "pass the Longformer (or LED) config the checkpoint was trained from",
         )
     tokenizer_files = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    extra_files = [folder / name for name in EXTRA_FILES if (folder / name).is_file()]
     return BaseModel(
         spec=spec,
         folder=folder,
         config=config,
         tokenizer_files=tokenizer_files,
+        extra_files=extra_files,
         revision=revision if folder is not path else None,
         commit=commit,
     )
@@ -116,7 +127,7 @@ def _download(repo_id: str, *, revision: str | None, token: str | None) -> tuple
                 repo_id=repo_id,
                 revision=revision,
                 token=token,
-                allow_patterns=["config.json", *TOKENIZER_FILES],
+                allow_patterns=["config.json", *TOKENIZER_FILES, *EXTRA_FILES],
             )
         )
     except RevisionNotFoundError:

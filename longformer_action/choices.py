@@ -16,6 +16,7 @@ TASKS = (
     "multiple-choice",
     "fill-mask",
     "feature-extraction",
+    "text2text-generation",
 )
 
 #: ``--global-attention`` values: what the LightningModule passed as ``global_attention_mask``.

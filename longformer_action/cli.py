@@ -89,9 +89,9 @@ def _run(
 @click.version_option(package_name="longformer-convert-action", prog_name="longformer-convert")
 def main() -> None:
     """Turn a PyTorch Lightning checkpoint of a Longformer model (question answering, text or token
-    classification, multiple choice, masked LM, or the encoder alone) into a Hugging Face
-    transformers folder, and prove with a forward pass that it computes what the checkpoint
-    computed."""
+    classification, multiple choice, masked LM, or the encoder alone) or of an LED model
+    (summarization) into a Hugging Face transformers folder, and prove with a forward pass that it
+    computes what the checkpoint computed."""
 
 
 _checkpoint_option = click.option(
@@ -148,8 +148,8 @@ _global_attention_option = click.option(
     default="default",
     show_default=True,
     help="The global attention the LightningModule passed: 'default' is the task class's own (question tokens "
-    "for QA, <s> for text classification, none for token classification and fill-mask, the choices for multiple "
-    "choice); the check uses it, and the model card shows the call.",
+    "for QA, <s> for text classification and LED, none for token classification and fill-mask, the choices for "
+    "multiple choice); the check uses it, and the model card shows the call.",
 )
 
 _prefix_option = click.option(
@@ -176,7 +176,8 @@ _prefix_option = click.option(
     default="auto",
     show_default=True,
     help="The model's task; 'auto' reads it from the head's keys and shapes and asks when they allow two "
-    "readings. 'feature-extraction' exports the encoder alone (for heads no transformers class has).",
+    "readings. 'feature-extraction' exports the encoder alone (for heads no transformers class has); "
+    "'text2text-generation' is LED's.",
 )
 @click.option(
     "--labels",
@@ -330,11 +331,12 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     help="The tiny model's task.",
 )
 def demo(output: Path | None, task: str) -> None:
-    """Train a tiny Longformer with Lightning, convert it, check it and run it on a sample (offline).
+    """Train a tiny Longformer (or LED) with Lightning, convert it, check it and run it on a sample (offline).
 
     The sample is a question for question answering, a text for the classifiers, a masked text for
-    fill-mask, a question and three choices for multiple choice."""
+    fill-mask, a question and three choices for multiple choice, a source text for LED's generate()."""
     from . import demo as tiny
+    from . import tasks
     from .pipeline import ConvertOptions
     from .pipeline import convert as run
     from .progress import Progress
@@ -343,8 +345,9 @@ def demo(output: Path | None, task: str) -> None:
     if output is not None and output.exists() and any(output.iterdir()):
         raise ConversionError(f"demo folder {output} exists and is not empty", "pass an empty or new --output")
     progress = Progress()
-    with progress.stage("demo", f"Train a tiny Longformer for {task} with Lightning") as stage:
-        base = tiny.make_base_model(work / "base")
+    family = tasks.FAMILIES[tasks.get(task).family]
+    with progress.stage("demo", f"Train a tiny {family.short} for {task} with Lightning") as stage:
+        base = tiny.make_base_model(work / "base", family=family.name)
         checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", task=task, steps=5)
         stage.detail = f"base model at {base}, checkpoint at {checkpoint} (5 AdamW steps)"
     model = work / "model"

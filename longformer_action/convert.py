@@ -22,9 +22,9 @@ from typing import Any
 
 from .base_model import BaseModel
 from .checkpoint import Checkpoint, is_tensor
-from .errors import MappingError, OutputError
+from .errors import BaseModelError, MappingError, OutputError
 from .mapping import KeyMapping
-from .tasks import Task
+from .tasks import FAMILIES, Task, family_of_model_type
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -53,7 +53,7 @@ def load_config(
     labels: Sequence[str] | None = None,
     problem_type: str | None = None,
 ) -> Any:
-    """The base model's ``LongformerConfig``, set up for ``task``.
+    """The base model's config (``LongformerConfig`` or ``LEDConfig``, by the task's family), set up for ``task``.
 
     Args:
         base: the resolved base model.
@@ -61,10 +61,22 @@ def load_config(
         num_labels: the head's number of outputs (``config.num_labels``), when the class reads it.
         labels: label names in output order (``id2label`` and ``label2id``).
         problem_type: ``config.problem_type`` (text classification).
-    """
-    from transformers import LongformerConfig
 
-    config = LongformerConfig.from_dict(dict(base.config))
+    Raises:
+        BaseModelError: the base config is of the other family (an LED checkpoint with a Longformer
+            config, or the reverse).
+    """
+    family = FAMILIES[task.family]
+    given = base.config.get("model_type")
+    if given != family.model_type:
+        other = family_of_model_type(given)
+        raise BaseModelError(
+            f"the checkpoint is {family.a()} model ({task.architecture}) but --base-model {base.spec} is "
+            f"{other.a() if other else repr(given)} config (model_type '{given}')",
+            f"pass --base-model with the {family.short} config it was trained from, such as "
+            f"{' or '.join(hub_id for _, hub_id in family.default_bases)}",
+        )
+    config = family.config_cls().from_dict(dict(base.config))
     config.architectures = [task.architecture]
     if num_labels is not None:
         config.num_labels = num_labels
@@ -80,12 +92,24 @@ def expected_shapes(task: Task, config: Any, *, pooler: bool = True) -> dict[str
     """Keys and shapes of the task's class built from ``config`` on the meta device (no memory).
 
     ``pooler`` matters only for a class that keeps the pooler when present (``LongformerModel``).
+
+    Raises:
+        BaseModelError: the class refuses the config (an odd ``attention_window``, or a list of
+            windows whose length is not the number of encoder layers).
     """
     import torch
 
     cls = task.model_class()
-    with torch.device("meta"):
-        model = cls(config, add_pooling_layer=pooler) if task.pooler is None else cls(config)
+    try:
+        with torch.device("meta"):
+            model = cls(config, add_pooling_layer=pooler) if task.pooler is None else cls(config)
+    except (ValueError, AssertionError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise BaseModelError(
+            f"the base config does not build {task.architecture} (attention_window {config.attention_window}, "
+            f"{config.num_hidden_layers} encoder layers): {first}",
+            "pass --base-model with the config the model was trained from (an even attention_window, one per layer)",
+        ) from None
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -105,23 +129,37 @@ def check_tensors(ckpt: Checkpoint) -> None:
 
 
 def tie_weights(ckpt: Checkpoint, mapping: KeyMapping, task: Task, config: Any) -> None:
-    """Save tied keys (``Task.tied``) once when the checkpoint's copies are equal; untie them when not.
+    """Save tied keys (``Task.tied``) once when the checkpoint's copies are equal; else follow ``Task.tie_policy``.
 
     transformers ties ``lm_head.decoder`` to the word embeddings when ``tie_word_embeddings`` is set;
-    a checkpoint whose decoder differs from its embeddings computed something else, so its folder is
-    saved with ``tie_word_embeddings: false`` and every tensor, never silently tied.
+    a checkpoint whose decoder differs from its embeddings computed something else. Under ``untie``
+    (masked LM) its folder is saved with ``tie_word_embeddings: false`` and every tensor, never
+    silently tied. Under ``refuse`` (LED, whose embeddings are one tensor in every class) it is an error.
+
+    Raises:
+        MappingError: copies differ and the task's policy is ``refuse`` (names the keys and the difference).
     """
     import torch
 
     sources = {t: s for s, t in mapping.mapped.items()}
     pairs = [(target, tied_to) for target, tied_to in task.tied.items() if target in sources and tied_to in sources]
+    differ = []  # the same facts, named by the checkpoint's keys
     for target, tied_to in pairs:
         mine, theirs = ckpt.state_dict[sources[target]], ckpt.state_dict[sources[tied_to]]
         if mine.shape != theirs.shape:
             mapping.untied[target] = f"shape {list(mine.shape)} differs from '{tied_to}' {list(theirs.shape)}"
+            differ.append(f"'{sources[target]}' {list(mine.shape)} vs '{sources[tied_to]}' {list(theirs.shape)}")
         elif not torch.equal(mine, theirs):
             diff = (mine.double() - theirs.double()).abs().max().item()
             mapping.untied[target] = f"differs from '{tied_to}' (max abs diff {diff:.3g})"
+            differ.append(f"'{sources[target]}' differs from '{sources[tied_to]}' (max abs diff {diff:.3g})")
+    if differ and task.tie_policy == "refuse":
+        raise MappingError(
+            f"the checkpoint's copies of tied weights differ: {'; '.join(differ)}; {task.architecture} ties them "
+            "(one tensor), so the folder would not compute what the checkpoint computed",
+            "convert the checkpoint of a module whose embeddings and LM head are one tensor (as transformers ties "
+            "them), or re-tie them before saving",
+        )
     if mapping.untied:
         config.tie_word_embeddings = False
         return
@@ -268,8 +306,8 @@ def write_model(
     Args:
         folder: an empty folder (the staging folder).
         tensors: target key to source tensor (see ``mapped_tensors``).
-        config: the ``LongformerConfig`` (see ``load_config``).
-        base: the resolved base model, whose tokenizer files are copied.
+        config: the model config (see ``load_config``).
+        base: the resolved base model, whose tokenizer files (and generation config) are copied.
         dtype: ``keep`` or a torch floating dtype name.
         max_shard_size: largest weights file, as bytes or a string like ``"2GB"``.
         advance: called with the number of bytes written, for progress.
@@ -293,7 +331,7 @@ def write_model(
     if split.is_sharded:
         index = {"metadata": {**split.metadata}, "weight_map": split.tensor_to_filename}
         (folder / WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    for source in base.tokenizer_files:
+    for source in [*base.tokenizer_files, *base.extra_files]:
         shutil.copyfile(source, folder / source.name)
     return [file_info(p, digests) for p in sorted(folder.iterdir())]
 

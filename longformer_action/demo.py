@@ -1,4 +1,4 @@
-"""The embedded default: a tiny Longformer, a tokenizer, and a real Lightning training run, offline.
+"""The embedded default: a tiny Longformer (or LED), a tokenizer, and a real Lightning training run, offline.
 
 Used by ``longformer-convert demo`` and by the tests, which need real checkpoints written by a
 real ``Trainer``. Nothing here touches the network.
@@ -35,11 +35,34 @@ TINY_CONFIG: dict[str, Any] = {
     "type_vocab_size": 1,
 }
 
+#: A tiny LED: d_model 32, 2 encoder and 2 decoder layers, attention window 8 (two-sided).
+TINY_LED_CONFIG: dict[str, Any] = {
+    "d_model": 32,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "attention_window": 8,
+    "max_encoder_position_embeddings": 256,
+    "max_decoder_position_embeddings": 64,
+}
 
-def make_tokenizer(folder: Path) -> Any:
-    """Train a byte-level BPE tokenizer on ``CORPUS`` and save it as a ``LongformerTokenizer``."""
+#: The tiny LED's generation config (copied into the converted folder, as a Hub base model's is).
+TINY_LED_GENERATION = {"max_length": 32, "num_beams": 1, "no_repeat_ngram_size": 3}
+
+
+def make_tokenizer(folder: Path, *, family: str = "longformer", max_length: int | None = None) -> Any:
+    """Train a byte-level BPE tokenizer on ``CORPUS`` and save it as the family's tokenizer class.
+
+    Args:
+        folder: where to save it.
+        family: ``longformer`` (``LongformerTokenizer``) or ``led`` (``LEDTokenizer``).
+        max_length: ``model_max_length`` (default: the tiny Longformer's positions).
+    """
+    import transformers
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import LongformerTokenizer
 
     bpe = ByteLevelBPETokenizer()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -48,23 +71,39 @@ def make_tokenizer(folder: Path) -> Any:
     )
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tokenizer = LongformerTokenizer(vocab=model["vocab"], merges=merges)
-    tokenizer.model_max_length = TINY_CONFIG["max_position_embeddings"] - 2
+    cls = transformers.LEDTokenizer if family == "led" else transformers.LongformerTokenizer
+    tokenizer = cls(vocab=model["vocab"], merges=merges)
+    tokenizer.model_max_length = max_length or TINY_CONFIG["max_position_embeddings"] - 2
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(folder)
     return tokenizer
 
 
-def make_base_model(folder: Path, *, tokenizer: bool = True, **overrides: Any) -> Path:
-    """Write a tiny base model folder: ``config.json`` and (optionally) tokenizer files; no weights."""
-    from transformers import LongformerConfig
+def make_base_model(folder: Path, *, tokenizer: bool = True, family: str = "longformer", **overrides: Any) -> Path:
+    """Write a tiny base model folder: ``config.json`` and (optionally) tokenizer files; no weights.
+
+    Args:
+        folder: the folder to write.
+        tokenizer: also write tokenizer files (trained on ``CORPUS``).
+        family: ``longformer`` (``TINY_CONFIG``) or ``led`` (``TINY_LED_CONFIG``, plus a
+            ``generation_config.json``).
+        overrides: config fields to change.
+    """
+    from transformers import GenerationConfig, LEDConfig, LongformerConfig
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab_size = 400
+    led = family == "led"
     if tokenizer:
-        vocab_size = len(make_tokenizer(folder))
-    config = LongformerConfig(**{**TINY_CONFIG, "vocab_size": vocab_size, **overrides})
+        limit = TINY_LED_CONFIG["max_encoder_position_embeddings"] if led else None
+        vocab_size = len(make_tokenizer(folder, family=family, max_length=limit))
+    cls, tiny = (LEDConfig, TINY_LED_CONFIG) if led else (LongformerConfig, TINY_CONFIG)
+    config = cls(**{**tiny, "vocab_size": vocab_size, **overrides})
     config.save_pretrained(folder)
+    if led:
+        generation = GenerationConfig.from_model_config(config)
+        generation.update(**TINY_LED_GENERATION)
+        generation.save_pretrained(folder)
     return folder
 
 
@@ -73,7 +112,7 @@ def _lightning(package: str) -> Any:
 
 
 #: Layouts of ``make_module``: where the encoder and the head live in the LightningModule.
-LAYOUTS = ("wrapped", "sibling", "origin", "split")
+LAYOUTS = ("wrapped", "sibling", "origin", "split", "bare")
 
 
 def _heads(task: str, config: Any, layout: str) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
@@ -129,7 +168,10 @@ def make_module(
             ``origin`` (``self.model`` / ``self.encoder`` is a ``LongformerModel`` and the head a
             sibling attribute under its own name, as allenai's TriviaQA code and many public modules
             have it; ``origin`` is question answering's ``model`` + ``qa_outputs``); ``split``
-            (question answering with two Linear(h, 1) heads for start and end).
+            (question answering with two Linear(h, 1) heads for start and end); ``bare``
+            (text2text-generation: the class's own attributes ``led``, ``lm_head`` (tied to
+            ``led.shared``) and ``final_logits_bias`` on the LightningModule itself, so the keys
+            carry no prefix).
         package: ``pytorch_lightning`` or ``lightning``.
         num_labels: outputs of a classification head.
         hparams: extra hyper-parameters to save in the checkpoint; ``global_attention`` (a
@@ -137,13 +179,16 @@ def make_module(
             module trains with.
     """
     import torch
-    from transformers import LongformerConfig, LongformerModel
+    from torch import nn
+    from transformers import LEDModel, LongformerModel
 
     from . import tasks
 
     pl = _lightning(package)
     entry = tasks.get(task)
-    config = LongformerConfig.from_pretrained(base_folder, num_labels=num_labels if entry.labels else 2)
+    family = tasks.FAMILIES[entry.family]
+    config = family.config_cls().from_pretrained(base_folder, num_labels=num_labels if entry.labels else 2)
+    decoder_keys = ("decoder_input_ids", "decoder_attention_mask")
 
     class TinyModule(pl.LightningModule):
         def __init__(self, lr: float = 1e-3, global_attention: str = "default", **extra: Any) -> None:
@@ -153,6 +198,12 @@ def make_module(
             self.convention = tasks.resolve_global_attention(entry, global_attention)
             if layout == "wrapped":
                 self.model = entry.model_class()(config)
+                self._head = None
+            elif layout == "bare":  # LED's own attributes, as LEDForConditionalGeneration has them
+                self.led = LEDModel(config)
+                self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+                self.lm_head.weight = self.led.shared.weight
+                self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
                 self._head = None
             else:
                 encoder = LongformerModel(config, add_pooling_layer=entry.pooler is not False or layout == "origin")
@@ -164,9 +215,18 @@ def make_module(
                     self.lm_head.decoder.weight = encoder.embeddings.word_embeddings.weight
                     self.lm_head.decoder.bias = self.lm_head.bias
 
-        def forward(self, input_ids: Any, attention_mask: Any, global_attention_mask: Any) -> dict[str, Any]:
+        def forward(
+            self, input_ids: Any, attention_mask: Any, global_attention_mask: Any, **decoder: Any
+        ) -> dict[str, Any]:
+            if layout == "bare":
+                out = self.led(
+                    input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask, **decoder
+                )
+                return {"logits": self.lm_head(out.last_hidden_state) + self.final_logits_bias}
             if self._head is None:
-                out = self.model(input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask)
+                out = self.model(
+                    input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask, **decoder
+                )
                 return {n: getattr(out, n) for n in entry.outputs if getattr(out, n, None) is not None}
             choices = input_ids.shape[1] if input_ids.dim() == 3 else None
             flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
@@ -177,8 +237,9 @@ def make_module(
             return self._head(self, out, choices)
 
         def training_step(self, batch: Any, batch_idx: int) -> Any:
-            mask = tasks.global_attention_mask(self.convention, batch["input_ids"], config.sep_token_id)
-            out = self(batch["input_ids"], batch["attention_mask"], mask)
+            mask = tasks.global_attention_mask(self.convention, batch["input_ids"], tasks.sep_token_id(config))
+            decoder = {k: batch[k] for k in decoder_keys if k in batch}
+            out = self(batch["input_ids"], batch["attention_mask"], mask, **decoder)
             return LOSSES[task](out, batch)
 
         def configure_optimizers(self) -> Any:
@@ -203,6 +264,7 @@ LOSSES: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
     "multiple-choice": lambda out, b: _cross_entropy(out["logits"], b["label"]),
     "fill-mask": lambda out, b: _cross_entropy(out["logits"], b["input_ids"]),
     "feature-extraction": lambda out, b: out["last_hidden_state"].pow(2).mean(),
+    "text2text-generation": lambda out, b: _cross_entropy(out["logits"], b["labels"]),
 }
 
 
@@ -218,12 +280,14 @@ def batches(
 ) -> list[dict[str, Any]]:
     """Random batches that fit ``task``: ``<s> q </s></s> c </s>`` ids (three separators, so every global
     attention convention applies), masks (global attention: the class's default), and targets for
-    every task's objective."""
+    every task's objective (``text2text-generation``: ``labels`` and the teacher-forced
+    ``decoder_input_ids``, ``labels`` shifted right)."""
     import torch
 
     from . import tasks
 
     config = json.loads((base_folder / "config.json").read_text())
+    config.setdefault("sep_token_id", config["eos_token_id"])  # LED's config has no separator of its own
     generator = torch.Generator().manual_seed(1)
     shape = (batch_size, choices, length) if task == "multiple-choice" else (batch_size, length)
     made = []
@@ -246,6 +310,12 @@ def batches(
                 "tags": torch.randint(0, num_labels, (batch_size, length), generator=generator),
             }
         )
+        if task == "text2text-generation":
+            labels = torch.randint(5, config["vocab_size"], (batch_size, 10), generator=generator)
+            labels[:, -1] = config["eos_token_id"]
+            start = torch.full((batch_size, 1), config["decoder_start_token_id"])
+            made[-1]["labels"] = labels
+            made[-1]["decoder_input_ids"] = torch.cat([start, labels[:, :-1]], dim=1)
     return made
 
 

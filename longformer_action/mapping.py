@@ -13,16 +13,12 @@ from dataclasses import dataclass, field
 
 from . import tasks
 from .errors import MappingError
-from .tasks import Head, Reading, Task
+from .tasks import FAMILIES, Family, Head, Reading, Task
 
 #: Prefixes that wrappers add in front of every key: DeepSpeed in Lightning < 2.1, DDP saved
 #: by hand, torch.compile.
 WRAPPER_PREFIXES = ("_forward_module.", "module.", "_orig_mod.")
 
-_EMBEDDINGS_ANCHOR = "embeddings.word_embeddings.weight"
-_GLOBAL_ATTENTION_MARK = ".attention.self.query_global."
-#: A transformers class keeps its encoder in an attribute of this name; its head sits beside it.
-_CLASS_ENCODER_ATTRIBUTES = ("longformer.", "roberta.")
 _POSITION_IDS = "embeddings.position_ids"
 _POSITION_IDS_REASON = "buffer that transformers recomputes (saved by transformers 3.1-4.30)"
 
@@ -46,6 +42,7 @@ class KeyMapping:
         dropped: source key to the reason it was dropped.
         num_labels: the head's number of outputs, where the task's class takes it from the config.
         untied: tied target key (``Task.tied``) to why it is saved untied; empty when all are tied.
+        family: the model family (``tasks.FAMILIES``): ``longformer`` or ``led``.
     """
 
     task: str
@@ -59,6 +56,7 @@ class KeyMapping:
     dropped: dict[str, str] = field(default_factory=dict)
     num_labels: int | None = None
     untied: dict[str, str] = field(default_factory=dict)
+    family: str = "longformer"
 
     @property
     def has_pooler(self) -> bool:
@@ -100,33 +98,50 @@ def _tops(names: Iterable[str]) -> str:
 
 
 def find_encoder(names: Iterable[str], prefix: str = "auto") -> str:
-    """The prefix under which a Longformer encoder's keys live (``""`` for the root).
+    """The prefix under which a Longformer (or LED) base model's keys live (``""`` for the root).
 
     Raises:
-        MappingError: no encoder, more than one, a ``--prefix`` no key starts with, or an encoder
-            without Longformer's global-attention weights (a BERT or RoBERTa checkpoint).
+        MappingError: see ``find_base``.
+    """
+    return find_base(names, prefix)[0]
+
+
+def _anchored(names: set[str], anchor: str) -> list[str]:
+    return sorted({n[: -len(anchor)] for n in names if n == anchor or n.endswith("." + anchor)})
+
+
+def find_base(names: Iterable[str], prefix: str = "auto") -> tuple[str, Family]:
+    """The prefix under which the base model's keys live (``""`` for the root), and its family.
+
+    The family is read from the keys: Longformer's word embeddings, or LED's encoder positions
+    (``led.encoder`` / ``led.decoder``).
+
+    Args:
+        names: the state dict's keys (wrapper prefixes stripped).
+        prefix: ``auto``, or the base model's prefix (``--prefix``).
+
+    Returns:
+        ``(prefix, family)``.
+
+    Raises:
+        MappingError: no base model, more than one, a ``--prefix`` no key starts with, or a base
+            model without Longformer's global-attention weights (a BERT, RoBERTa or BART checkpoint).
     """
     names = set(names)
     prefix_hint = "pass --prefix with the encoder's prefix (see `longformer-convert inspect`)"
+    found = [(p, f) for f in FAMILIES.values() for p in _anchored(names, f.anchor)]
     if prefix == "auto":
-        found = sorted(
-            {
-                n[: -len(_EMBEDDINGS_ANCHOR)]
-                for n in names
-                if n == _EMBEDDINGS_ANCHOR or n.endswith("." + _EMBEDDINGS_ANCHOR)
-            }
-        )
         if not found:
+            anchors = " or ".join(f"'{f.anchor}'" for f in FAMILIES.values())
             raise MappingError(
-                f"no Longformer encoder in the checkpoint: no key ends with '{_EMBEDDINGS_ANCHOR}' "
-                f"(keys start with {_tops(names)})",
-                "pass the checkpoint of a Longformer model, or --prefix if the encoder is stored differently",
+                f"no Longformer encoder in the checkpoint: no key ends with {anchors} (keys start with {_tops(names)})",
+                "pass the checkpoint of a Longformer (or LED) model, or --prefix if the encoder is stored differently",
             )
         if len(found) > 1:
             raise MappingError(
-                f"checkpoint holds {len(found)} encoders (under {_list(p or '<root>' for p in found)})", prefix_hint
+                f"checkpoint holds {len(found)} encoders (under {_list(p or '<root>' for p, _ in found)})", prefix_hint
             )
-        encoder = found[0]
+        encoder, family = found[0]
     else:
         encoder = prefix if prefix.endswith(".") or prefix == "" else prefix + "."
         if not any(n.startswith(encoder) for n in names):
@@ -134,18 +149,44 @@ def find_encoder(names: Iterable[str], prefix: str = "auto") -> str:
                 f"no key starts with --prefix '{encoder}'",
                 f"keys start with {_tops(names)}; pass one of those, or --prefix auto",
             )
-    if not any(_GLOBAL_ATTENTION_MARK in "." + n for n in names if n.startswith(encoder)):
-        raise MappingError(
-            "checkpoint is not a Longformer: its encoder has no global-attention weights "
-            "('attention.self.query_global'); it looks like a BERT or RoBERTa checkpoint",
-            "pass the checkpoint of a Longformer model",
+        family = next((f for p, f in found if p == encoder), None) or next(
+            (f for f in FAMILIES.values() if any(f.global_mark in "." + n for n in names if n.startswith(encoder))),
+            FAMILIES["longformer"],
         )
-    return encoder
+        if encoder + family.anchor not in names and any(family.global_mark in "." + n for n in names):
+            under = [p for p, f in found if f is family]
+            raise MappingError(
+                f"--prefix '{encoder}' is not where the {family.short} base model's keys start: "
+                f"no key '{encoder}{family.anchor}'",
+                f"pass --prefix {under[0] or '<root>'}" if under else "pass --prefix auto",
+            )
+    if not any(family.global_mark in "." + n for n in names if n.startswith(encoder)):
+        raise MappingError(
+            f"checkpoint is not {family.a(False)}: its encoder has no global-attention weights "
+            f"('{family.global_mark.strip('.')}'); it looks like {family.looks_like}",
+            f"pass the checkpoint of {family.a(False)} model",
+        )
+    return encoder, family
 
 
-def _head(stripped: Mapping[str, str], shapes: Mapping[str, Shape], encoder: str) -> tuple[Head, dict[str, str]]:
+def base_family(shapes: Mapping[str, Shape], prefix: str = "auto") -> tuple[Family, int]:
+    """The family of a checkpoint's base model and its hidden size, from its keys and shapes.
+
+    Raises:
+        MappingError: see ``find_base``.
+    """
+    _, stripped = _strip_wrappers(list(shapes))
+    encoder, family = find_base(stripped.values(), prefix)
+    anchor = next((s for s, n in stripped.items() if n == encoder + family.anchor), None)
+    shape = tuple(shapes[anchor]) if anchor is not None else ()
+    return family, int(shape[1]) if len(shape) == 2 else 0
+
+
+def _head(
+    stripped: Mapping[str, str], shapes: Mapping[str, Shape], encoder: str, family: Family
+) -> tuple[Head, dict[str, str]]:
     """The head (keys outside the encoder, relative to its prefix) and head key -> source key."""
-    parent = next((encoder[: -len(a)] for a in _CLASS_ENCODER_ATTRIBUTES if encoder.endswith(a)), None)
+    parent = next((encoder[: -len(a)] for a in family.class_attributes if encoder.endswith(a)), None)
     class_layout = parent is not None and all(
         name.startswith(parent) for name in stripped.values() if not name.startswith(encoder)
     )
@@ -154,9 +195,9 @@ def _head(stripped: Mapping[str, str], shapes: Mapping[str, Shape], encoder: str
         name[len(head_prefix) :]: source
         for source, name in stripped.items()
         if not name.startswith(encoder) or encoder == ""
-        if not (encoder == "" and _is_encoder_key(name))
+        if not (encoder == "" and name.split(".")[0] in family.root_keys)
     }
-    embeddings = next(s for s, n in stripped.items() if n == encoder + _EMBEDDINGS_ANCHOR)
+    embeddings = next(s for s, n in stripped.items() if n == encoder + family.anchor)
     pooler = any(n.startswith(encoder + "pooler.") for n in stripped.values())
     head = Head(
         keys={k: tuple(shapes[s]) for k, s in back.items()},
@@ -168,13 +209,10 @@ def _head(stripped: Mapping[str, str], shapes: Mapping[str, Shape], encoder: str
     return head, back
 
 
-def _is_encoder_key(name: str) -> bool:
-    # a bare LongformerModel state dict: the encoder at the root
-    return name.split(".")[0] in ("embeddings", "encoder", "pooler")
-
-
-def _ambiguous(head: Head, shapes_by_key: Mapping[str, Shape], found: list[Reading], encoder: str) -> MappingError:
-    ways = "; ".join(f"{tasks.get(r.task).title}: {r.why} (--task {r.task})" for r in found)
+def _ambiguous(
+    head: Head, shapes_by_key: Mapping[str, Shape], found: list[Reading], encoder: str, family: Family
+) -> MappingError:
+    ways = "; ".join(f"{tasks.get(r.task, family.name).title}: {r.why} (--task {r.task})" for r in found)
     return MappingError(
         f"the head beside the encoder ('{encoder or '<root>'}') allows more than one reading: "
         f"{_with_shapes(head.keys, shapes_by_key)} may be {ways}; or a head no transformers class computes, "
@@ -184,8 +222,10 @@ def _ambiguous(head: Head, shapes_by_key: Mapping[str, Shape], found: list[Readi
     )
 
 
-def _custom(head: Head, shapes_by_key: Mapping[str, Shape], encoder: str, task: Task | None) -> MappingError:
-    names = ", ".join(t for t in tasks.REGISTRY if not tasks.get(t).drops_head)
+def _custom(
+    head: Head, shapes_by_key: Mapping[str, Shape], encoder: str, task: Task | None, family: Family
+) -> MappingError:
+    names = ", ".join(t.name for t in tasks.of_family(family.name) if not t.drops_head)
     what = (
         f"is not a {task.title} head ({task.architecture} needs {task.head_doc})"
         if task
@@ -194,8 +234,8 @@ def _custom(head: Head, shapes_by_key: Mapping[str, Shape], encoder: str, task: 
     return MappingError(
         f"the checkpoint's head {what}: keys outside the encoder ('{encoder or '<root>'}') are "
         f"{_with_shapes(head.keys, shapes_by_key)}",
-        f"pass --task feature-extraction to export the encoder alone (these keys are dropped and listed in the "
-        f"report and the model card); heads transformers has: {names}"
+        f"pass --task feature-extraction to export the {family.base_class} alone (these keys are dropped and listed "
+        f"in the report and the model card); {family.short} heads transformers has: {names}"
         + ("; or --task auto to read the task from the keys" if task else ""),
     )
 
@@ -220,11 +260,11 @@ def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str
     if not shapes:
         raise MappingError("checkpoint's state dict is empty", "pass the checkpoint of a trained model")
     wrapper, stripped = _strip_wrappers(list(shapes))
-    encoder = find_encoder(stripped.values(), prefix)
-    head, back = _head(stripped, shapes, encoder)
+    encoder, family = find_base(stripped.values(), prefix)
+    head, back = _head(stripped, shapes, encoder, family)
     head_shapes = {k: tuple(shapes[s]) for k, s in back.items()}
-    reading = _choose(head, head_shapes, encoder, task)
-    chosen = tasks.get(reading.task)
+    reading = _choose(head, head_shapes, encoder, task, family)
+    chosen = tasks.get(reading.task, family.name)
 
     layout = _layout(encoder, head, chosen, reading)
     result = KeyMapping(
@@ -235,6 +275,7 @@ def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str
         head_prefix=head.prefix,
         head=reading.why,
         num_labels=reading.num_labels,
+        family=family.name,
     )
     target_encoder = tasks.encoder_target(chosen)
     for name, source in back.items():
@@ -251,7 +292,7 @@ def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str
         if source in head_sources:
             if chosen.drops_head:
                 result.dropped[source] = (
-                    f"not part of {chosen.architecture}: --task {chosen.name} exports the encoder alone"
+                    f"not part of {chosen.architecture}: --task {chosen.name} exports {family.parts} alone"
                 )
                 continue
             raise MappingError(
@@ -278,38 +319,47 @@ def head_readings(shapes: Mapping[str, Shape], *, prefix: str = "auto") -> dict[
         MappingError: no Longformer encoder (see ``find_encoder``).
     """
     wrapper, stripped = _strip_wrappers(list(shapes))
-    encoder = find_encoder(stripped.values(), prefix)
-    head, back = _head(stripped, shapes, encoder)
+    encoder, family = find_base(stripped.values(), prefix)
+    head, back = _head(stripped, shapes, encoder, family)
     return {
+        "family": family.name,
         "encoder_prefix": wrapper + encoder,
         "head_keys": {back[k]: list(v) for k, v in sorted(head.keys.items())},
         "readings": [
             {"task": r.task, "exact": r.exact, "why": r.why, "num_labels": r.num_labels}
-            for r in tasks.readings(head)
-            if r.exact or not tasks.get(r.task).drops_head
+            for r in tasks.readings(head, family.name)
+            if r.exact or not tasks.get(r.task, family.name).drops_head
         ],
     }
 
 
-def _choose(head: Head, head_shapes: Mapping[str, Shape], encoder: str, task: str) -> Reading:
+def _choose(head: Head, head_shapes: Mapping[str, Shape], encoder: str, task: str, family: Family) -> Reading:
     if task != "auto":
-        chosen = tasks.get(task)
+        if not tasks.supports(family.name, task):
+            other = tasks.get(task)
+            names = ", ".join(t.name for t in tasks.of_family(family.name))
+            raise MappingError(
+                f"--task {task} ({other.architecture}) is {FAMILIES[other.family].a()} task, but the checkpoint "
+                f"is {family.a()} model (its base model is at '{encoder or '<root>'}')",
+                f"pass --task auto, or a task {family.base_class.removesuffix('Model')} has: {names}",
+            )
+        chosen = tasks.get(task, family.name)
         found = chosen.match(head)
         if not found:
-            raise _custom(head, head_shapes, encoder, chosen)
+            raise _custom(head, head_shapes, encoder, chosen, family)
         return found[0]
-    found = [r for r in tasks.readings(head) if r.exact or not tasks.get(r.task).drops_head]
+    found = [r for r in tasks.readings(head, family.name) if r.exact or not tasks.get(r.task, family.name).drops_head]
     exact = [r for r in found if r.exact]
     if len(exact) == 1:
         return exact[0]
     if found:
-        raise _ambiguous(head, head_shapes, found, encoder)
-    raise _custom(head, head_shapes, encoder, None)
+        raise _ambiguous(head, head_shapes, found, encoder, family)
+    raise _custom(head, head_shapes, encoder, None, family)
 
 
 def _layout(encoder: str, head: Head, task: Task, reading: Reading) -> str:
     if not head.keys:
-        return f"the encoder alone, at `{encoder or '<root>'}`"
+        return f"{FAMILIES[task.family].parts} alone, at `{encoder or '<root>'}`"
     if head.class_layout and reading.exact:
         where = f"as `{head.prefix.rstrip('.')}`" if head.prefix else "as bare keys"
         return f"{'wrapped' if head.prefix else 'bare'}: {task.architecture} {where}"
@@ -369,11 +419,12 @@ def check_mapping(result: KeyMapping, shapes: Mapping[str, Shape], expected: Map
 
 
 def _layer_count(keys: Iterable[str]) -> int:
+    # (stack, index) pairs: LED's encoder and decoder layers are counted apart
     layers = set()
     for k in keys:
         parts = k.split(".")
-        if "layer" in parts:
-            i = parts.index("layer")
-            if i + 1 < len(parts) and parts[i + 1].isdigit():
-                layers.add(int(parts[i + 1]))
+        for i, part in enumerate(parts[:-1]):
+            if part in ("layer", "layers") and parts[i + 1].isdigit():
+                layers.add((".".join(parts[:i]), int(parts[i + 1])))
+                break
     return len(layers)

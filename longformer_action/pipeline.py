@@ -17,6 +17,7 @@ from typing import Any
 from . import tasks
 from .base_model import BaseModel, resolve_base_model
 from .checkpoint import Checkpoint, read_checkpoint
+from .choices import DEFAULT_BASE_MODEL
 from .convert import (
     check_tensors,
     expected_shapes,
@@ -30,7 +31,7 @@ from .convert import (
     write_model,
 )
 from .errors import CheckFailed, ConversionError, MappingError
-from .mapping import KeyMapping, check_mapping, head_readings, plan_mapping
+from .mapping import KeyMapping, base_family, check_mapping, head_readings, plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
 from .verify import run_check, saved_dtype
@@ -95,7 +96,7 @@ def _plan(
     check_tensors(ckpt)
     shapes = {k: tuple(v.shape) for k, v in ckpt.state_dict.items()}
     state["mapping"] = mapping = plan_mapping(shapes, task=task, prefix=prefix)
-    chosen = tasks.get(mapping.task)
+    chosen = tasks.get(mapping.task, mapping.family)
     if problem_type and not chosen.problem_type:
         raise MappingError(
             f"--problem-type applies to text-classification, but the task is {chosen.name}", "leave --problem-type out"
@@ -112,6 +113,7 @@ def _facts(task: tasks.Task, mapping: KeyMapping, config: Any, label_source: str
     convention = tasks.resolve_global_attention(task, declared)
     return {
         "task": task.name,
+        "family": task.family,
         "architecture": task.architecture,
         "auto_class": task.auto_class,
         "pipeline_tag": task.pipeline_tag,
@@ -145,9 +147,8 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
     ):
         state["ckpt"] = ckpt = _read(checkpoint, options.trust_checkpoint, progress)
         with progress.stage("base-model", "Resolve the base model") as stage:
-            state["base"] = base = resolve_base_model(
-                options.base_model, revision=options.revision, token=options.token
-            )
+            spec = _default_base_for(ckpt, options.base_model, options.prefix, progress)
+            state["base"] = base = resolve_base_model(spec, revision=options.revision, token=options.token)
             stage.detail = f"{base.spec} ({len(base.tokenizer_files)} tokenizer files)"
         with progress.stage("map", "Read the task and map the keys") as stage:
             mapping, config = _plan(
@@ -203,6 +204,29 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         write_json(options.report, report)
     progress.line(f"done: {output} ({sum(progress.timings.values()):.1f} s)")
     return report
+
+
+def _default_base_for(ckpt: Checkpoint, spec: str, prefix: str, progress: Progress) -> str:
+    """The base model to use: ``spec``, unless it is the default and the checkpoint is of another family.
+
+    The default base model is Longformer's; for an LED checkpoint the likely base is LED's of the
+    same hidden size (``Family.default_bases``), and the log says so.
+    """
+    if spec != DEFAULT_BASE_MODEL:
+        return spec
+    shapes = {k: tuple(v.shape) for k, v in ckpt.state_dict.items() if hasattr(v, "shape")}
+    try:
+        family, hidden = base_family(shapes, prefix)
+    except ConversionError:
+        return spec  # the mapping stage names the problem
+    if spec in {hub_id for _, hub_id in family.default_bases}:
+        return spec
+    likely = family.default_base(hidden)
+    progress.line(
+        f"base-model: the checkpoint is {family.a()} model (hidden size {hidden}), and the default base model "
+        f"{spec} is a Longformer: using {likely}, the likely base (pass --base-model to choose another)"
+    )
+    return likely
 
 
 def _listing(folder: Path, files: list[Any]) -> list[Any]:
@@ -274,10 +298,9 @@ def verify(
         task = tasks.by_architecture(architecture or "")
         if task is None:
             raise ConversionError(
-                f"{model_dir} holds a {architecture or 'model without architectures'}, not a Longformer class this "
-                "tool converts",
-                "pass a folder whose config.json names one of "
-                + ", ".join(t.architecture for t in tasks.REGISTRY.values()),
+                f"{model_dir} holds a {architecture or 'model without architectures'}, not a Longformer or LED class "
+                "this tool converts",
+                "pass a folder whose config.json names one of " + ", ".join(t.architecture for t in tasks.ENTRIES),
             )
         if global_attention is None:
             global_attention = _recorded_global_attention(model_dir)
@@ -366,7 +389,8 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
     except ConversionError as exc:
         info["layout_error"] = exc.format_message()
         return info
-    task = tasks.get(mapping.task)
+    task = tasks.get(mapping.task, mapping.family)
+    family = tasks.FAMILIES[mapping.family]
     info["layout"] = {
         "description": mapping.layout,
         "wrapper_prefix": mapping.wrapper_prefix,
@@ -376,20 +400,14 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
         "dropped": dict(mapping.dropped),
     }
     info["task"] = task.name
+    info["family"] = family.name
     info["architecture"] = task.architecture
     info["num_labels"] = mapping.num_labels if task.labels else None
     prefix = tasks.encoder_target(task)
-    embeddings = tensors[
-        next(s for s, t in mapping.mapped.items() if t == f"{prefix}embeddings.word_embeddings.weight")
-    ]
-    layers = {
-        t[len(f"{prefix}encoder.layer.") :].split(".")[0]
-        for t in mapping.mapped.values()
-        if t.startswith(f"{prefix}encoder.layer.")
-    }
-    info["shape"] = {
-        "vocab_size": int(embeddings.shape[0]),
-        "hidden_size": int(embeddings.shape[1]),
-        "num_hidden_layers": len(layers),
-    }
+    embeddings = tensors[next(s for s, t in mapping.mapped.items() if t == prefix + family.vocab_key)]
+    info["shape"] = {"vocab_size": int(embeddings.shape[0]), "hidden_size": int(embeddings.shape[1])}
+    for field, stack in family.layers.items():
+        info["shape"][field] = len(
+            {t[len(prefix + stack) :].split(".")[0] for t in mapping.mapped.values() if t.startswith(prefix + stack)}
+        )
     return info

@@ -154,7 +154,7 @@ def _usage(conv: dict[str, Any]) -> list[str]:
             f"# trained with global attention `{attention['convention']}`, not the class default "
             f"`{attention['class_default']}`: pass it explicitly",
             attention["call"],
-            "outputs = model(**inputs, global_attention_mask=global_attention_mask)",
+            f"outputs = {_call(conv)}(**inputs, global_attention_mask=global_attention_mask)",
         ]
     lines.append("```")
     return lines
@@ -174,11 +174,11 @@ def model_card(report: dict[str, Any]) -> str:
         library_name="transformers",
         pipeline_tag=conv["pipeline_tag"],
         base_model=_hub_id(base_id),
-        tags=["longformer", conv["task"], "pytorch-lightning"],
+        tags=[conv.get("family") or "longformer", conv["task"], "pytorch-lightning"],
     )
     attention = conv["global_attention"]
     lines = [
-        f"# Longformer for {_title(conv)}",
+        f"# {_family_title(conv)} for {_title(conv)}",
         "",
         f"Converted from a PyTorch Lightning checkpoint by `longformer-convert` {_fmt(report['tool']['version'])}: "
         f"`{conv['architecture']}`, task `{conv['task']}`.",
@@ -233,7 +233,19 @@ def model_card(report: dict[str, Any]) -> str:
 def _title(conv: dict[str, Any]) -> str:
     from .tasks import get
 
-    return get(conv["task"]).title
+    return get(conv["task"], conv.get("family")).title
+
+
+def _call(conv: dict[str, Any]) -> str:
+    from .tasks import get
+
+    return "model.generate" if get(conv["task"], conv.get("family")).inputs == "seq2seq" else "model"
+
+
+def _family_title(conv: dict[str, Any]) -> str:
+    from .tasks import FAMILIES
+
+    return FAMILIES[conv.get("family") or "longformer"].short
 
 
 def summary_markdown(report: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""One registry of tasks: what differs between Longformer's heads, as data.
+"""One registry of tasks: what differs between Longformer's heads (and LED's), as data.
 
 Each ``Task`` says which transformers class computes it, how its head looks in a state dict (and how
 to recognise it under other names), the head's arithmetic for the check's reference (written with
@@ -8,6 +8,10 @@ report and the command line look a task up here; none of them branches on a task
 
 Task names follow optimum's ``TasksManager`` and transformers' pipelines. The shape of the registry
 follows transformers' auto mappings: one entry per task, looked up by name or by architecture.
+
+A task belongs to a model family (``Family``): Longformer, or LED (Longformer Encoder-Decoder, the
+same paper's sibling for summarisation). What differs between families (config class, where the base
+model's keys live, how it is recognised, the usual base models on the Hub) is data too.
 
 Standard library only at import time; torch is imported by the functions that compute.
 """
@@ -23,8 +27,140 @@ from .choices import GLOBAL_ATTENTION, TASKS
 
 Shape = tuple[int, ...]
 
-#: The encoder's keys in every class of the registry (``LongformerModel`` itself has none).
+#: The encoder's keys in every Longformer class of the registry (``LongformerModel`` itself has none).
 ENCODER_TARGET = "longformer."
+
+
+# --- model families ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: what a checkpoint's base model (encoder, or encoder and decoder) looks like.
+
+    Attributes:
+        name: the family's name (``Task.family``).
+        title: for people.
+        model_type: the base config's ``model_type``.
+        config_class: the transformers config class.
+        base_class: the transformers class of the base model (``feature-extraction`` exports it);
+            the check's reference runs the checkpoint's tensors in it.
+        base_kwargs: keyword arguments of ``base_class`` for the reference (no pooler: it is computed
+            by hand).
+        anchor: a key of ``base_class`` that only this family has; its prefix is where the base model
+            lives in a checkpoint, and its shape is ``(n, hidden)``.
+        global_mark: part of every global-attention key (what tells Longformer from BERT, LED from BART).
+        class_attributes: the attribute a transformers head class keeps the base model in.
+        target: where the base model's keys go in the family's head classes.
+        root_keys: the first component of the base model's keys (a bare base model's state dict).
+        positions: the config's position-table sizes (for messages).
+        default_bases: ``(hidden size, Hub id)`` of the usual base models, smallest first.
+        looks_like: what a checkpoint without global-attention weights is instead.
+        vocab_key: the base model's token embeddings ``(vocab, hidden)``.
+        layers: the config's layer counts, by the key prefix of their stacks in the base model.
+        article: the title's indefinite article (``a`` Longformer, ``an`` LED).
+        parts: what the base model is, for messages (``the encoder``, ``the encoder and decoder``).
+    """
+
+    name: str
+    title: str
+    model_type: str
+    config_class: str
+    base_class: str
+    base_kwargs: Mapping[str, Any]
+    anchor: str
+    global_mark: str
+    class_attributes: tuple[str, ...]
+    target: str
+    root_keys: tuple[str, ...]
+    positions: tuple[str, ...]
+    default_bases: tuple[tuple[int, str], ...]
+    looks_like: str
+    vocab_key: str
+    layers: Mapping[str, str]
+    article: str = "a"
+    parts: str = "the encoder"
+
+    @property
+    def short(self) -> str:
+        """The title's first word (``Longformer``, ``LED``)."""
+        return self.title.split(" ")[0]
+
+    def a(self, full: bool = True) -> str:
+        """The title with its article, for sentences (``a Longformer``, ``an LED (...)``)."""
+        return f"{self.article} {self.title if full else self.short}"
+
+    def config_cls(self) -> Any:
+        """The transformers config class (imports transformers)."""
+        import transformers
+
+        return getattr(transformers, self.config_class)
+
+    def base_model_class(self) -> Any:
+        """The transformers class of the base model (imports transformers)."""
+        import transformers
+
+        return getattr(transformers, self.base_class)
+
+    def default_base(self, hidden_size: int) -> str:
+        """The Hub id of the usual base model with this hidden size (the smallest when none has it)."""
+        return next((hub_id for size, hub_id in self.default_bases if size == hidden_size), self.default_bases[0][1])
+
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        Family(
+            name="longformer",
+            title="Longformer",
+            model_type="longformer",
+            config_class="LongformerConfig",
+            base_class="LongformerModel",
+            base_kwargs={"add_pooling_layer": False},
+            anchor="embeddings.word_embeddings.weight",
+            global_mark=".attention.self.query_global.",
+            class_attributes=("longformer.", "roberta."),
+            target=ENCODER_TARGET,
+            root_keys=("embeddings", "encoder", "pooler"),
+            positions=("max_position_embeddings",),
+            default_bases=((768, "allenai/longformer-base-4096"), (1024, "allenai/longformer-large-4096")),
+            looks_like="a BERT or RoBERTa checkpoint",
+            vocab_key="embeddings.word_embeddings.weight",
+            layers={"num_hidden_layers": "encoder.layer."},
+        ),
+        Family(
+            name="led",
+            title="LED (Longformer Encoder-Decoder)",
+            model_type="led",
+            config_class="LEDConfig",
+            base_class="LEDModel",
+            base_kwargs={},
+            anchor="encoder.embed_positions.weight",
+            global_mark=".longformer_self_attn.query_global.",
+            class_attributes=("led.",),
+            target="led.",
+            root_keys=("shared", "encoder", "decoder"),
+            positions=("max_encoder_position_embeddings", "max_decoder_position_embeddings"),
+            default_bases=((768, "allenai/led-base-16384"), (1024, "allenai/led-large-16384")),
+            looks_like="a BART checkpoint",
+            vocab_key="shared.weight",
+            layers={"encoder_layers": "encoder.layers.", "decoder_layers": "decoder.layers."},
+            article="an",
+            parts="the encoder and decoder",
+        ),
+    )
+}
+
+
+def family_of_model_type(model_type: str | None) -> Family | None:
+    """The family whose base config has this ``model_type``, or ``None``."""
+    return next((f for f in FAMILIES.values() if f.model_type == model_type), None)
+
+
+def sep_token_id(config: Any) -> int:
+    """The separator of a config: ``sep_token_id``, or ``eos_token_id`` where the config has none (LED)."""
+    sep = getattr(config, "sep_token_id", None)
+    return int(sep if sep is not None else config.eos_token_id)
 
 
 # --- global attention conventions -------------------------------------------------------------------
@@ -100,8 +236,8 @@ class Head:
         prefix: what precedes the head's keys (``model.`` when a transformers class is wrapped).
         hidden_size: the encoder's hidden size.
         pooler: whether the encoder's keys include a pooler.
-        class_layout: the encoder is a transformers class's ``longformer`` attribute and the head sits
-            beside it, so the head's attribute names are the class's own.
+        class_layout: the encoder is a transformers class's ``longformer`` (LED: ``led``) attribute
+            and the head sits beside it, so the head's attribute names are the class's own.
     """
 
     keys: Mapping[str, Shape]
@@ -275,6 +411,17 @@ def _match_feature_extraction(head: Head) -> list[Reading]:
     return [Reading("feature-extraction", not head.keys, why="the encoder alone")]
 
 
+def _match_text2text_generation(head: Head) -> list[Reading]:
+    keys, h = head.keys, head.hidden_size
+    if set(keys) != {"lm_head.weight", "final_logits_bias"}:
+        return []
+    weight, bias = keys["lm_head.weight"], keys["final_logits_bias"]
+    if len(weight) != 2 or weight[1] != h or bias != (1, weight[0]):
+        return []
+    mapped = {"lm_head.weight": "lm_head.weight", "final_logits_bias": "final_logits_bias"}
+    return [Reading("text2text-generation", True, mapped, why="`lm_head` Linear(d, vocab) + `final_logits_bias`")]
+
+
 # --- the head's arithmetic, for the check's reference ---------------------------------------------
 
 
@@ -326,6 +473,22 @@ def _feature_extraction_reference(head: Mapping[str, Any], out: Mapping[str, Any
     return result
 
 
+def _text2text_reference(head: Mapping[str, Any], out: Mapping[str, Any], config: Any) -> dict[str, Any]:
+    import torch.nn.functional as F
+
+    weight = head.get("lm_head.weight", head["led.shared.weight"])
+    return {"logits": F.linear(out["last_hidden_state"], weight) + head["final_logits_bias"]}
+
+
+def _seq2seq_feature_extraction_reference(
+    head: Mapping[str, Any], out: Mapping[str, Any], config: Any
+) -> dict[str, Any]:
+    return {
+        "last_hidden_state": out["last_hidden_state"],
+        "encoder_last_hidden_state": out["encoder_last_hidden_state"],
+    }
+
+
 # --- the registry --------------------------------------------------------------------------------
 
 
@@ -343,19 +506,26 @@ class Task:
             caller passes no ``global_attention_mask``.
         outputs: the outputs the check compares, by name.
         inputs: the check's input kind: ``pair`` (question and context), ``text``, ``masked``
-            (text with ``<mask>`` tokens) or ``choices`` (a choices dimension).
+            (text with ``<mask>`` tokens), ``choices`` (a choices dimension) or ``seq2seq`` (source
+            texts and teacher-forced ``decoder_input_ids``).
         pooler: ``True`` the class has a pooler; ``False`` it has none (a checkpoint's pooler is
             dropped, with the reason); ``None`` kept when present.
         labels: the head's output size is a number of labels (``config.num_labels``).
         match: reads a ``Head`` as this task's (see ``Reading``).
         reference: the head's arithmetic: ``(tensors by class key, encoder outputs, config) -> outputs``.
         tied: the class's tied keys, target to source (``_tied_weights_keys``): saved once when
-            the checkpoint's copies are equal, untied (``tie_word_embeddings: false``) when not.
+            the checkpoint's copies are equal; when they are not, ``tie_policy`` decides.
+        tie_policy: ``untie`` (save every copy, ``tie_word_embeddings: false``) or ``refuse`` (an
+            error: the class ties them whatever the config says).
         pipeline: the transformers 5 pipeline that runs the folder, or ``None`` where it has none.
         drops_head: the class is the encoder alone: keys outside it are dropped (and listed), which
             makes this task the way out for heads no transformers class computes.
         head_doc: the head the class needs, for messages and the README.
         problem_type: the class reads ``config.problem_type`` (``--problem-type``).
+        family: the model family (``FAMILIES``).
+        usual_global_attention: the convention ``--global-attention default`` means when the
+            family's users put global attention where the class does not (LED: the first token);
+            ``None``: the class's own.
     """
 
     name: str
@@ -375,6 +545,9 @@ class Task:
     drops_head: bool = False
     head_doc: str = ""
     problem_type: bool = False
+    tie_policy: str = "untie"
+    family: str = "longformer"
+    usual_global_attention: str | None = None
 
     def model_class(self) -> Any:
         """The transformers class (imports transformers)."""
@@ -389,142 +562,204 @@ class Task:
         return getattr(transformers, self.auto_class)
 
 
+#: Every entry, one per (family, task name).
+ENTRIES: tuple[Task, ...] = (
+    Task(
+        name="question-answering",
+        architecture="LongformerForQuestionAnswering",
+        auto_class="AutoModelForQuestionAnswering",
+        pipeline_tag="question-answering",
+        title="question answering",
+        global_attention="question",
+        outputs=("start_logits", "end_logits"),
+        inputs="pair",
+        pooler=False,
+        labels=False,
+        match=_match_question_answering,
+        reference=_qa_reference,
+        head_doc="`qa_outputs` Linear(h, 2), or two Linear(h, 1) for start and end",
+    ),
+    Task(
+        name="text-classification",
+        architecture="LongformerForSequenceClassification",
+        auto_class="AutoModelForSequenceClassification",
+        pipeline_tag="text-classification",
+        title="text classification",
+        global_attention="first-token",
+        outputs=("logits",),
+        inputs="text",
+        pooler=False,
+        labels=True,
+        match=_match_text_classification,
+        reference=_text_classification_reference,
+        head_doc="`classifier.dense` Linear(h, h) + `classifier.out_proj` Linear(h, n) on <s>",
+        problem_type=True,
+        pipeline="text-classification",
+    ),
+    Task(
+        name="token-classification",
+        architecture="LongformerForTokenClassification",
+        auto_class="AutoModelForTokenClassification",
+        pipeline_tag="token-classification",
+        title="token classification",
+        global_attention="none",
+        outputs=("logits",),
+        inputs="text",
+        pooler=False,
+        labels=True,
+        match=_match_token_classification,
+        reference=_token_classification_reference,
+        head_doc="`classifier` Linear(h, n) on every token",
+        pipeline="token-classification",
+    ),
+    Task(
+        name="multiple-choice",
+        architecture="LongformerForMultipleChoice",
+        auto_class="AutoModelForMultipleChoice",
+        pipeline_tag="multiple-choice",
+        title="multiple choice",
+        global_attention="after-question",
+        outputs=("logits",),
+        inputs="choices",
+        pooler=True,
+        labels=False,
+        match=_match_multiple_choice,
+        reference=_multiple_choice_reference,
+        head_doc="the pooler + `classifier` Linear(h, 1) per choice",
+    ),
+    Task(
+        name="fill-mask",
+        architecture="LongformerForMaskedLM",
+        auto_class="AutoModelForMaskedLM",
+        pipeline_tag="fill-mask",
+        title="masked language modelling",
+        global_attention="none",
+        outputs=("logits",),
+        inputs="masked",
+        pooler=False,
+        labels=False,
+        match=_match_fill_mask,
+        reference=_fill_mask_reference,
+        head_doc="`lm_head.dense`, `lm_head.layer_norm`, `lm_head.decoder` (tied to the word embeddings) "
+        "+ `lm_head.bias`",
+        tied={
+            "lm_head.decoder.weight": "longformer.embeddings.word_embeddings.weight",
+            "lm_head.decoder.bias": "lm_head.bias",
+        },
+        pipeline="fill-mask",
+    ),
+    Task(
+        name="feature-extraction",
+        architecture="LongformerModel",
+        auto_class="AutoModel",
+        pipeline_tag="feature-extraction",
+        title="feature extraction",
+        global_attention="none",
+        outputs=("last_hidden_state", "pooler_output"),
+        inputs="text",
+        pooler=None,
+        labels=False,
+        match=_match_feature_extraction,
+        reference=_feature_extraction_reference,
+        head_doc="no head: the encoder alone (pooler kept when present)",
+        pipeline="feature-extraction",
+        drops_head=True,
+    ),
+    Task(
+        name="text2text-generation",
+        architecture="LEDForConditionalGeneration",
+        auto_class="AutoModelForSeq2SeqLM",
+        pipeline_tag="summarization",
+        title="summarization (text-to-text generation)",
+        global_attention="none",
+        usual_global_attention="first-token",
+        outputs=("logits",),
+        inputs="seq2seq",
+        pooler=False,
+        labels=False,
+        match=_match_text2text_generation,
+        reference=_text2text_reference,
+        head_doc="`lm_head` Linear(d, vocab) without bias (tied to `led.shared`) + `final_logits_bias` (1, vocab)",
+        tied={
+            "lm_head.weight": "led.shared.weight",
+            "led.encoder.embed_tokens.weight": "led.shared.weight",
+            "led.decoder.embed_tokens.weight": "led.shared.weight",
+        },
+        tie_policy="refuse",
+        family="led",
+    ),
+    Task(
+        name="feature-extraction",
+        architecture="LEDModel",
+        auto_class="AutoModel",
+        pipeline_tag="feature-extraction",
+        title="feature extraction",
+        global_attention="none",
+        usual_global_attention="first-token",
+        outputs=("last_hidden_state", "encoder_last_hidden_state"),
+        inputs="seq2seq",
+        pooler=False,
+        labels=False,
+        match=_match_feature_extraction,
+        reference=_seq2seq_feature_extraction_reference,
+        head_doc="no head: the encoder and decoder alone",
+        tied={"encoder.embed_tokens.weight": "shared.weight", "decoder.embed_tokens.weight": "shared.weight"},
+        tie_policy="refuse",
+        drops_head=True,
+        family="led",
+    ),
+)
+
+_BY_FAMILY: dict[tuple[str, str], Task] = {(t.family, t.name): t for t in ENTRIES}
+
+#: One entry per task name (the first family that has it), in ``choices.TASKS`` order.
 REGISTRY: dict[str, Task] = {
-    task.name: task
-    for task in (
-        Task(
-            name="question-answering",
-            architecture="LongformerForQuestionAnswering",
-            auto_class="AutoModelForQuestionAnswering",
-            pipeline_tag="question-answering",
-            title="question answering",
-            global_attention="question",
-            outputs=("start_logits", "end_logits"),
-            inputs="pair",
-            pooler=False,
-            labels=False,
-            match=_match_question_answering,
-            reference=_qa_reference,
-            head_doc="`qa_outputs` Linear(h, 2), or two Linear(h, 1) for start and end",
-        ),
-        Task(
-            name="text-classification",
-            architecture="LongformerForSequenceClassification",
-            auto_class="AutoModelForSequenceClassification",
-            pipeline_tag="text-classification",
-            title="text classification",
-            global_attention="first-token",
-            outputs=("logits",),
-            inputs="text",
-            pooler=False,
-            labels=True,
-            match=_match_text_classification,
-            reference=_text_classification_reference,
-            head_doc="`classifier.dense` Linear(h, h) + `classifier.out_proj` Linear(h, n) on <s>",
-            problem_type=True,
-            pipeline="text-classification",
-        ),
-        Task(
-            name="token-classification",
-            architecture="LongformerForTokenClassification",
-            auto_class="AutoModelForTokenClassification",
-            pipeline_tag="token-classification",
-            title="token classification",
-            global_attention="none",
-            outputs=("logits",),
-            inputs="text",
-            pooler=False,
-            labels=True,
-            match=_match_token_classification,
-            reference=_token_classification_reference,
-            head_doc="`classifier` Linear(h, n) on every token",
-            pipeline="token-classification",
-        ),
-        Task(
-            name="multiple-choice",
-            architecture="LongformerForMultipleChoice",
-            auto_class="AutoModelForMultipleChoice",
-            pipeline_tag="multiple-choice",
-            title="multiple choice",
-            global_attention="after-question",
-            outputs=("logits",),
-            inputs="choices",
-            pooler=True,
-            labels=False,
-            match=_match_multiple_choice,
-            reference=_multiple_choice_reference,
-            head_doc="the pooler + `classifier` Linear(h, 1) per choice",
-        ),
-        Task(
-            name="fill-mask",
-            architecture="LongformerForMaskedLM",
-            auto_class="AutoModelForMaskedLM",
-            pipeline_tag="fill-mask",
-            title="masked language modelling",
-            global_attention="none",
-            outputs=("logits",),
-            inputs="masked",
-            pooler=False,
-            labels=False,
-            match=_match_fill_mask,
-            reference=_fill_mask_reference,
-            head_doc="`lm_head.dense`, `lm_head.layer_norm`, `lm_head.decoder` (tied to the word embeddings) "
-            "+ `lm_head.bias`",
-            tied={
-                "lm_head.decoder.weight": "longformer.embeddings.word_embeddings.weight",
-                "lm_head.decoder.bias": "lm_head.bias",
-            },
-            pipeline="fill-mask",
-        ),
-        Task(
-            name="feature-extraction",
-            architecture="LongformerModel",
-            auto_class="AutoModel",
-            pipeline_tag="feature-extraction",
-            title="feature extraction",
-            global_attention="none",
-            outputs=("last_hidden_state", "pooler_output"),
-            inputs="text",
-            pooler=None,
-            labels=False,
-            match=_match_feature_extraction,
-            reference=_feature_extraction_reference,
-            head_doc="no head: the encoder alone (pooler kept when present)",
-            pipeline="feature-extraction",
-            drops_head=True,
-        ),
-    )
+    name: next(t for t in ENTRIES if t.name == name) for name in dict.fromkeys(t.name for t in ENTRIES)
 }
 
 assert tuple(REGISTRY) == tuple(t for t in TASKS if t != "auto"), "choices.TASKS and the registry disagree"
+assert {t.family for t in ENTRIES} <= set(FAMILIES)
 assert set(GLOBAL_ATTENTION) - {"default"} <= set(GLOBAL_ATTENTION_CALLS)
 
 
-def get(name: str) -> Task:
-    """The task called ``name``.
+def get(name: str, family: str | None = None) -> Task:
+    """The task called ``name`` (of ``family``; default: the first family that has it).
 
     Raises:
-        KeyError: no such task.
+        KeyError: no such task (in that family).
     """
-    return REGISTRY[name]
+    return REGISTRY[name] if family is None else _BY_FAMILY[(family, name)]
+
+
+def supports(family: str, name: str) -> bool:
+    """Whether ``family`` has a transformers class for the task ``name``."""
+    return (family, name) in _BY_FAMILY
+
+
+def of_family(family: str) -> list[Task]:
+    """The family's tasks, in registry order."""
+    return [t for t in ENTRIES if t.family == family]
 
 
 def by_architecture(architecture: str) -> Task | None:
     """The task whose class is ``architecture`` (from a folder's ``config.json``), or ``None``."""
-    return next((t for t in REGISTRY.values() if t.architecture == architecture), None)
+    return next((t for t in ENTRIES if t.architecture == architecture), None)
 
 
 def encoder_target(task: Task) -> str:
-    """Where the encoder's keys go in the task's class (``LongformerModel`` has them at its root)."""
-    return "" if task.architecture == "LongformerModel" else ENCODER_TARGET
+    """Where the base model's keys go in the task's class (the base class itself has them at its root)."""
+    family = FAMILIES[task.family]
+    return "" if task.architecture == family.base_class else family.target
 
 
 def resolve_global_attention(task: Task, declared: str) -> str:
-    """The convention the module trained with: ``default`` is the class's own."""
-    return task.global_attention if declared == "default" else declared
+    """The convention the module trained with: ``default`` is the family's usual one, else the class's own."""
+    if declared != "default":
+        return declared
+    return task.usual_global_attention or task.global_attention
 
 
-def readings(head: Head) -> list[Reading]:
-    """Every task's reading of ``head``, exact ones first, in registry order."""
-    found = [r for task in REGISTRY.values() for r in task.match(head)]
+def readings(head: Head, family: str = "longformer") -> list[Reading]:
+    """Every task's reading of ``head`` in ``family``, exact ones first, in registry order."""
+    found = [r for task in of_family(family) for r in task.match(head)]
     return sorted(found, key=lambda r: not r.exact)

@@ -1,7 +1,8 @@
 """Prove a folder computes what the checkpoint computed: a per-tensor check and a forward-pass check.
 
 Reference: the checkpoint's own tensors in transformers' ``LongformerModel`` (the encoder) followed by
-the head's arithmetic written with ``torch.nn.functional`` (``Task.reference``), with the global
+the head's arithmetic written with ``torch.nn.functional`` (``Task.reference``; for LED, ``LEDModel``
+then the LM head: ``F.linear(decoder_hidden, lm_head) + final_logits_bias``), with the global
 attention the module trained with. Candidate: the folder reloaded from disk with the task's
 ``AutoModelFor...`` class, sharing nothing with the conversion's objects. Both run on inputs that
 fit the task (question and context pairs, single texts, masked texts, a choices dimension), a batch
@@ -42,6 +43,10 @@ SAMPLE_CHOICES = ("In Paris, on the Champ de Mars.", "In Rome, beside the Coloss
 #: The smoke test's input per input kind (``Task.inputs``).
 SAMPLE_TEXT = "The Eiffel Tower stands in Paris, on the Champ de Mars, and Gustave Eiffel's company built it."
 SAMPLE_MASKED = "The Eiffel Tower stands in {mask}, on the Champ de Mars."
+#: The target of the ``seq2seq`` inputs (teacher forcing: the decoder reads it shifted right).
+SAMPLE_SUMMARY = "The Eiffel Tower is in Paris."
+#: Tokens the smoke test generates (greedy).
+SMOKE_NEW_TOKENS = 8
 
 
 @dataclass
@@ -176,21 +181,27 @@ def make_inputs(task: Task, config: Any, tokenizer: Any = None, *, seed: int = 0
     token sees. By ``Task.inputs``: ``pair`` is ``<s> question </s></s> context </s>`` (exactly three
     separators, as ``LongformerForQuestionAnswering`` requires); ``text`` is ``<s> text </s>``;
     ``masked`` is a text with every fifth token replaced by ``<mask>`` (when the tokenizer has one);
-    ``choices`` gives ``input_ids`` of shape ``(2, 3, seq)``: a question paired with three choices.
+    ``choices`` gives ``input_ids`` of shape ``(2, 3, seq)``: a question paired with three choices;
+    ``seq2seq`` is ``text`` plus teacher-forced decoder inputs: ``decoder_input_ids`` are the target
+    ``SAMPLE_SUMMARY </s>`` shifted right after ``decoder_start_token_id`` (two target lengths, padded).
     Without a tokenizer, token ids come from a seeded generator.
 
     Returns:
         ``input_ids`` and ``attention_mask``, int64 tensors of shape ``(2, seq)`` (``(2, 3, seq)``
-        for ``choices``).
+        for ``choices``); for ``seq2seq`` also ``decoder_input_ids`` and ``decoder_attention_mask``
+        ``(2, target)``.
     """
     import torch
 
     window = attention_window(config)
-    max_len = config.max_position_embeddings - config.pad_token_id - 2
+    if hasattr(config, "max_encoder_position_embeddings"):  # LED: positions from 0, padded to the window
+        max_len = config.max_encoder_position_embeddings - window
+    else:
+        max_len = config.max_position_embeddings - config.pad_token_id - 2
     # Longformer pads to a multiple of ``window``, so this costs one window of compute per sample
     one_sided = window // 2
     target = min(max(one_sided + one_sided // 2 + 8, 48), max_len)
-    sep, cls, pad = config.sep_token_id, config.bos_token_id, config.pad_token_id
+    sep, cls, pad = tasks.sep_token_id(config), config.bos_token_id, config.pad_token_id
     generator = torch.Generator().manual_seed(seed)
     lengths = (target, max(target * 2 // 3, one_sided + 4))
     question = _token_pool(config, tokenizer, SAMPLE_QUESTION, generator, 6)
@@ -217,7 +228,19 @@ def make_inputs(task: Task, config: Any, tokenizer: Any = None, *, seed: int = 0
                 t = [mask_id if i % 5 == 2 else tok for i, tok in enumerate(t)]
             rows.append([cls, *t, sep])
     input_ids, attention_mask = _pad(rows, pad)
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
+    if task.inputs != "seq2seq":
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+    room = max(min(12, config.max_decoder_position_embeddings - 1), 3)
+    summary = _token_pool(config, tokenizer, SAMPLE_SUMMARY, generator, room)
+    targets = [[*_fill(summary, n - 1), config.eos_token_id] for n in (room, max(room * 2 // 3, 2))]
+    shifted = [[config.decoder_start_token_id, *t[:-1]] for t in targets]
+    decoder_input_ids, decoder_attention_mask = _pad(shifted, pad)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "decoder_input_ids": decoder_input_ids,
+        "decoder_attention_mask": decoder_attention_mask,
+    }
 
 
 def load_tokenizer(folder: Path) -> Any:
@@ -232,40 +255,49 @@ def load_tokenizer(folder: Path) -> Any:
 def encoder_outputs(
     tensors: Mapping[str, Any], task: Task, config: Any, inputs: Mapping[str, Any], global_mask: Any
 ) -> dict[str, Any]:
-    """The checkpoint's encoder run in transformers' ``LongformerModel`` (float32), the pooler by hand.
+    """The checkpoint's base model run in the family's base class (float32), the pooler by hand.
+
+    The base class is ``LongformerModel`` (no pooler) or, for LED, ``LEDModel`` (encoder and
+    decoder, the decoder teacher-forced by ``decoder_input_ids``); tied copies the folder saves once
+    must be in ``tensors`` (see ``reference_outputs``).
 
     Returns:
-        ``last_hidden_state`` ``(batch, seq, hidden)`` (choices flattened into the batch),
+        ``last_hidden_state`` ``(batch, seq, hidden)`` (choices flattened into the batch; LED: the
+        decoder's, ``(batch, target, hidden)``), ``encoder_last_hidden_state`` (LED; else ``None``),
         ``pooler_output`` ``(batch, hidden)`` (``tanh(dense(h[:, 0]))``, as ``LongformerPooler``;
         ``None`` without pooler weights) and ``num_choices`` (``None`` without a choices dimension).
     """
     import torch
     import torch.nn.functional as F
-    from transformers import LongformerModel
 
+    family = tasks.FAMILIES[task.family]
     prefix = tasks.encoder_target(task)
     state = {
         k[len(prefix) :]: v.float() if v.is_floating_point() else v
         for k, v in tensors.items()
         if k.startswith(prefix)
-        and not k[len(prefix) :].startswith(("pooler.", "lm_head.", "classifier.", "qa_outputs."))
+        and not k[len(prefix) :].startswith(("pooler.", "lm_head.", "classifier.", "qa_outputs.", "final_logits_bias"))
     }
     with torch.device("meta"):
-        encoder = LongformerModel(config, add_pooling_layer=False)
+        encoder = family.base_model_class()(config, **family.base_kwargs)
     encoder.load_state_dict(state, strict=True, assign=True)
     encoder.eval()
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    ids = inputs["input_ids"]
     num_choices = ids.shape[1] if ids.dim() == 3 else None
     flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
     with torch.inference_mode():
-        hidden = encoder(
-            input_ids=flat(ids), attention_mask=flat(mask), global_attention_mask=flat(global_mask)
-        ).last_hidden_state
+        out = encoder(**{k: flat(v) for k, v in inputs.items()}, global_attention_mask=flat(global_mask))
+        hidden = out.last_hidden_state
         pooled = None
         if f"{prefix}pooler.dense.weight" in tensors:
             w, b = tensors[f"{prefix}pooler.dense.weight"].float(), tensors[f"{prefix}pooler.dense.bias"].float()
             pooled = torch.tanh(F.linear(hidden[:, 0], w, b))
-    return {"last_hidden_state": hidden, "pooler_output": pooled, "num_choices": num_choices}
+    return {
+        "last_hidden_state": hidden,
+        "encoder_last_hidden_state": getattr(out, "encoder_last_hidden_state", None),
+        "pooler_output": pooled,
+        "num_choices": num_choices,
+    }
 
 
 def reference_outputs(
@@ -273,12 +305,18 @@ def reference_outputs(
 ) -> dict[str, Any]:
     """What the LightningModule computed: the checkpoint's encoder, then the task's head arithmetic, in float32.
 
+    Tied keys the folder saves once (``Task.tied``) take their source's tensor, as the class ties them.
+
     Raises:
         ConversionError: the reference itself fails with this config (it names the config's fields).
     """
     import torch
 
     floats = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    for target, source in task.tied.items():
+        if target not in floats and source in floats:
+            floats[target] = floats[source]
+    positions = ", ".join(f"{p} {getattr(config, p, None)}" for p in tasks.FAMILIES[task.family].positions)
     try:
         out = encoder_outputs(floats, task, config, inputs, global_mask)
         with torch.inference_mode():
@@ -287,7 +325,7 @@ def reference_outputs(
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ConversionError(
             f"the checkpoint's own weights do not run with the base config (attention_window "
-            f"{config.attention_window}, max_position_embeddings {config.max_position_embeddings}): "
+            f"{config.attention_window}, {positions}): "
             f"{type(exc).__name__}: {first}",
             "pass --base-model with the config the model was trained from",
         ) from None
@@ -418,11 +456,13 @@ def decode_answer(tokenizer: Any, input_ids: Any, start_logits: Any, end_logits:
     return tokenizer.decode(ids[span[0] : span[1] + 1]).strip()
 
 
-def smoke_test(task: Task, model: Any, tokenizer: Any) -> dict[str, Any]:
+def smoke_test(task: Task, model: Any, tokenizer: Any, global_attention: str | None = None) -> dict[str, Any]:
     """Run the loaded folder end to end on a sample, as a downstream job would; a line for people.
 
     With ``transformers.pipeline(Task.pipeline)`` where transformers 5 has that pipeline; question
-    answering decodes the best span; multiple choice picks the best of ``SAMPLE_CHOICES``.
+    answering decodes the best span; multiple choice picks the best of ``SAMPLE_CHOICES``; a
+    ``seq2seq`` model generates exactly ``SMOKE_NEW_TOKENS`` tokens greedily (``generate()``) with the
+    ``global_attention`` convention (default: the class's).
 
     Returns:
         ``{"input": ..., "output": ...}`` (strings), or ``{}`` without a tokenizer.
@@ -431,6 +471,24 @@ def smoke_test(task: Task, model: Any, tokenizer: Any) -> dict[str, Any]:
 
     if tokenizer is None:
         return {}
+    if task.inputs == "seq2seq":
+        if not hasattr(model, "generate"):
+            return {}
+        encoded = tokenizer(SAMPLE_TEXT, return_tensors="pt")
+        mask = tasks.global_attention_mask(
+            global_attention or task.global_attention, encoded["input_ids"], tasks.sep_token_id(model.config)
+        )
+        with torch.inference_mode():
+            out = model.generate(
+                **encoded,
+                global_attention_mask=mask,
+                min_new_tokens=SMOKE_NEW_TOKENS,
+                max_new_tokens=SMOKE_NEW_TOKENS,
+                do_sample=False,
+                num_beams=1,
+            )
+        ids = out[0].tolist()
+        return {"input": SAMPLE_TEXT, "output": f"{tokenizer.decode(ids, skip_special_tokens=True)!r} (tokens {ids})"}
     if task.pipeline is not None:
         from transformers import pipeline
 
@@ -498,7 +556,7 @@ def run_check(
     import torch
 
     start = time.perf_counter()
-    task = tasks.get(mapping.task)
+    task = tasks.get(mapping.task, mapping.family)
     convention = tasks.resolve_global_attention(task, global_attention)
     stored = saved_dtype(folder)
     tolerance = atol if atol is not None else DEFAULT_ATOL.get(stored, 1e-5)
@@ -510,7 +568,7 @@ def run_check(
 
     tokenizer = load_tokenizer(folder)
     inputs = make_inputs(task, config, tokenizer)
-    global_mask = tasks.global_attention_mask(convention, inputs["input_ids"], config.sep_token_id)
+    global_mask = tasks.global_attention_mask(convention, inputs["input_ids"], tasks.sep_token_id(config))
     explicit = convention != task.global_attention
     result.inputs = {
         "kind": task.inputs,
@@ -557,7 +615,7 @@ def run_check(
         result.failures.extend(failures)
         if not failures:
             try:
-                result.smoke = smoke_test(task, model, tokenizer)
+                result.smoke = smoke_test(task, model, tokenizer, convention)
             except Exception as exc:  # the sample is for people; its failure is one line of the report
                 result.smoke = {"error": _first_line(exc)}
     del model

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from transformers import LongformerConfig
+from transformers import LEDConfig, LongformerConfig
 
 from longformer_action import demo, tasks
 from longformer_action.convert import expected_shapes
@@ -16,12 +16,13 @@ H = 32
 @pytest.fixture(scope="module")
 def shapes_of():
     """The state dict shapes of each task's transformers class (3 labels where the class has labels)."""
-    return {
-        name: expected_shapes(
-            task, LongformerConfig(**demo.TINY_CONFIG, vocab_size=400, num_labels=3 if task.labels else 2)
-        )
-        for name, task in tasks.REGISTRY.items()
-    }
+
+    def config(task):
+        if task.family == "led":
+            return LEDConfig(**demo.TINY_LED_CONFIG, vocab_size=400)
+        return LongformerConfig(**demo.TINY_CONFIG, vocab_size=400, num_labels=3 if task.labels else 2)
+
+    return {name: expected_shapes(task, config(task)) for name, task in tasks.REGISTRY.items()}
 
 
 @pytest.fixture(scope="module")
