@@ -115,39 +115,75 @@ def _lightning(package: str) -> Any:
 LAYOUTS = ("wrapped", "sibling", "origin", "split", "bare")
 
 
-def _heads(task: str, config: Any, layout: str) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
-    """Sibling attributes (name to module) and the forward that applies them to the encoder's outputs."""
+def _qa_split(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
     from torch import nn
-    from transformers.models.longformer.modeling_longformer import LongformerClassificationHead, LongformerLMHead
 
-    h = config.hidden_size
-    if task == "question-answering" and layout == "split":
-        mods = {"start_head": nn.Linear(h, 1), "end_head": nn.Linear(h, 1)}
-        return mods, lambda m, out, n: {
-            "start_logits": m.start_head(out.last_hidden_state).squeeze(-1),
-            "end_logits": m.end_head(out.last_hidden_state).squeeze(-1),
-        }
-    if task == "question-answering":
-        mods = {"qa_outputs": nn.Linear(h, 2)}
+    mods = {"start_head": nn.Linear(config.hidden_size, 1), "end_head": nn.Linear(config.hidden_size, 1)}
+    return mods, lambda m, out, n: {
+        "start_logits": m.start_head(out.last_hidden_state).squeeze(-1),
+        "end_logits": m.end_head(out.last_hidden_state).squeeze(-1),
+    }
 
-        def qa(m: Any, out: Any, n: Any) -> dict[str, Any]:
-            start, end = m.qa_outputs(out.last_hidden_state).split(1, dim=-1)
-            return {"start_logits": start.squeeze(-1), "end_logits": end.squeeze(-1)}
 
-        return mods, qa
-    if task == "text-classification":
-        return {"head": LongformerClassificationHead(config)}, lambda m, out, n: {
-            "logits": m.head(out.last_hidden_state)
-        }
-    if task == "token-classification":
-        return {"tagger": nn.Linear(h, config.num_labels)}, lambda m, out, n: {
-            "logits": m.tagger(out.last_hidden_state)
-        }
-    if task == "multiple-choice":
-        return {"scorer": nn.Linear(h, 1)}, lambda m, out, n: {"logits": m.scorer(out.pooler_output).view(-1, n)}
-    if task == "fill-mask":
-        return {"lm_head": LongformerLMHead(config)}, lambda m, out, n: {"logits": m.lm_head(out.last_hidden_state)}
+def _qa(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
+    from torch import nn
+
+    def forward(m: Any, out: Any, n: Any) -> dict[str, Any]:
+        start, end = m.qa_outputs(out.last_hidden_state).split(1, dim=-1)
+        return {"start_logits": start.squeeze(-1), "end_logits": end.squeeze(-1)}
+
+    return {"qa_outputs": nn.Linear(config.hidden_size, 2)}, forward
+
+
+def _classification(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
+    from transformers.models.longformer.modeling_longformer import LongformerClassificationHead
+
+    return {"head": LongformerClassificationHead(config)}, lambda m, out, n: {"logits": m.head(out.last_hidden_state)}
+
+
+def _tagger(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
+    from torch import nn
+
+    mods = {"tagger": nn.Linear(config.hidden_size, config.num_labels)}
+    return mods, lambda m, out, n: {"logits": m.tagger(out.last_hidden_state)}
+
+
+def _scorer(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
+    from torch import nn
+
+    mods = {"scorer": nn.Linear(config.hidden_size, 1)}
+    return mods, lambda m, out, n: {"logits": m.scorer(out.pooler_output).view(-1, n)}
+
+
+def _lm_head(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
+    from transformers.models.longformer.modeling_longformer import LongformerLMHead
+
+    return {"lm_head": LongformerLMHead(config)}, lambda m, out, n: {"logits": m.lm_head(out.last_hidden_state)}
+
+
+def _no_head(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
     return {}, lambda m, out, n: {"last_hidden_state": out.last_hidden_state}
+
+
+#: The demo's heads as sibling attributes of the encoder, by (task, layout) or by task: name to module,
+#: and the forward that applies them to the encoder's outputs (``m`` the module, ``n`` the choices).
+SIBLING_HEADS: dict[Any, Callable[[Any], tuple[dict[str, Any], Callable[..., dict[str, Any]]]]] = {
+    ("question-answering", "split"): _qa_split,
+    "question-answering": _qa,
+    "text-classification": _classification,
+    "token-classification": _tagger,
+    "multiple-choice": _scorer,
+    "fill-mask": _lm_head,
+    "feature-extraction": _no_head,
+}
+
+
+def _tie_as_transformers_does(module: Any, encoder: Any) -> None:
+    # LongformerForMaskedLM's _tied_weights_keys: the decoder is the word embeddings, its bias lm_head.bias
+    head = getattr(module, "lm_head", None)
+    if head is not None:
+        head.decoder.weight = encoder.embeddings.word_embeddings.weight
+        head.decoder.bias = head.bias
 
 
 def make_module(
@@ -208,12 +244,10 @@ def make_module(
             else:
                 encoder = LongformerModel(config, add_pooling_layer=entry.pooler is not False or layout == "origin")
                 setattr(self, "model" if layout in ("origin", "split") else "encoder", encoder)
-                mods, self._head = _heads(task, config, layout)
+                mods, self._head = SIBLING_HEADS.get((task, layout), SIBLING_HEADS[task])(config)
                 for name, module in mods.items():
                     setattr(self, name, module)
-                if task == "fill-mask":  # tied as transformers ties LongformerForMaskedLM's
-                    self.lm_head.decoder.weight = encoder.embeddings.word_embeddings.weight
-                    self.lm_head.decoder.bias = self.lm_head.bias
+                _tie_as_transformers_does(self, encoder)
 
         def forward(
             self, input_ids: Any, attention_mask: Any, global_attention_mask: Any, **decoder: Any
@@ -289,7 +323,8 @@ def batches(
     config = json.loads((base_folder / "config.json").read_text())
     config.setdefault("sep_token_id", config["eos_token_id"])  # LED's config has no separator of its own
     generator = torch.Generator().manual_seed(1)
-    shape = (batch_size, choices, length) if task == "multiple-choice" else (batch_size, length)
+    entry = tasks.get(task)
+    shape = (batch_size, choices, length) if entry.inputs == "choices" else (batch_size, length)
     made = []
     for _ in range(count):
         ids = torch.randint(5, config["vocab_size"], shape, generator=generator)
@@ -300,17 +335,17 @@ def batches(
                 "input_ids": ids,
                 "attention_mask": torch.ones_like(ids),
                 "global_attention_mask": tasks.global_attention_mask(
-                    tasks.get(task).global_attention, ids, config["sep_token_id"]
+                    entry.global_attention, ids, config["sep_token_id"]
                 ),
                 "start": torch.randint(10, length - 4, (batch_size,), generator=generator),
                 "end": torch.randint(10, length - 4, (batch_size,), generator=generator),
                 "label": torch.randint(
-                    0, choices if task == "multiple-choice" else num_labels, (batch_size,), generator=generator
+                    0, choices if entry.inputs == "choices" else num_labels, (batch_size,), generator=generator
                 ),
                 "tags": torch.randint(0, num_labels, (batch_size, length), generator=generator),
             }
         )
-        if task == "text2text-generation":
+        if entry.inputs == "seq2seq":
             labels = torch.randint(5, config["vocab_size"], (batch_size, 10), generator=generator)
             labels[:, -1] = config["eos_token_id"]
             start = torch.full((batch_size, 1), config["decoder_start_token_id"])
