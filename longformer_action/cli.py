@@ -158,6 +158,29 @@ _prefix_option = click.option(
     help="Prefix of the encoder's keys in the state dict, e.g. 'model.' or 'model.longformer.'; 'auto' detects it.",
 )
 
+_copy_option = click.option(
+    "--copy",
+    default=None,
+    metavar="PREFIX",
+    help="Which copy of the model to convert when the checkpoint holds several (an EMA or SWA average beside the "
+    "raw weights, a teacher and a student): the prefix of its keys, e.g. 'ema.module.', or '.' for the copy at the "
+    "root. The other copies are dropped and listed in the report.",
+)
+_drop_option = click.option(
+    "--drop",
+    multiple=True,
+    metavar="PREFIX",
+    help="Drop the checkpoint keys that start with PREFIX (repeatable), e.g. 'loss_fn.' for a weighted loss's "
+    "class weights; the report and the model card list them as dropped by --drop.",
+)
+_adapter_option = click.option(
+    "--adapter-config",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="peft's adapter_config.json (or the folder holding it) of the LoRA adapters in the checkpoint: they are "
+    "merged as peft merges them, and checked against the unmerged adapter model.",
+)
+
 
 @main.command()
 @_checkpoint_option
@@ -166,7 +189,8 @@ _prefix_option = click.option(
     "--base-model",
     default=DEFAULT_BASE_MODEL,
     show_default=True,
-    help="Local folder or Hub id for config.json and tokenizer files (weights are never downloaded).",
+    help="Local folder or Hub id for config.json and tokenizer files (weights are never downloaded); 'hparams' "
+    "takes the config the checkpoint's hyper-parameters hold (no tokenizer files).",
 )
 @click.option("--revision", default=None, help="Branch, tag or commit of a Hub base model.")
 @click.option(
@@ -192,6 +216,9 @@ _prefix_option = click.option(
 )
 @_global_attention_option
 @_prefix_option
+@_copy_option
+@_drop_option
+@_adapter_option
 @click.option(
     "--dtype",
     type=click.Choice(DTYPES),
@@ -241,9 +268,15 @@ def convert(checkpoint: Path, output: Path, **options: Any) -> None:
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="The converted folder.")
 @_checkpoint_option
 @click.option(
-    "--base-model", default=None, help="Reference config (folder or Hub id); default: the folder's own config.json."
+    "--base-model",
+    default=None,
+    help="Reference config (folder or Hub id, or 'hparams' for the config the checkpoint's hyper-parameters hold); "
+    "default: the folder's own config.json.",
 )
 @_prefix_option
+@_copy_option
+@_drop_option
+@_adapter_option
 @click.option(
     "--global-attention",
     type=click.Choice(GLOBAL_ATTENTION),
