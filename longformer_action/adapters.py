@@ -35,7 +35,8 @@ Shape = tuple[int, ...]
 PEFT_PREFIX = "base_model.model."
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 
-_LORA = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)\.[^.]+(\.|$)")
+#: An adapter's own key: peft's ``.lora_A.<adapter>.weight``, or loralib's bare ``.lora_A`` parameter.
+_LORA = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)(\.|$)")
 _BASE_LAYER = ".base_layer."
 _SAVED_COPY = re.compile(r"\.modules_to_save\.[^.]+\.")
 _ORIGINAL = ".original_module."
@@ -61,7 +62,7 @@ class Adapters:
     def summary(self) -> str:
         """The adapted modules for messages, e.g. ``query, value in 2 layers``."""
         names = sorted({m.rsplit(".", 1)[-1] for m in self.modules})
-        return f"{len(self.modules)} adapted modules ({', '.join(names)}) under '{self.root}'"
+        return f"{len(self.modules)} adapted modules ({', '.join(names)}) under '{self.root or '<root>'}'"
 
 
 def merged_name(key: str) -> str | None:
@@ -90,7 +91,7 @@ def find_adapters(names: Iterable[str]) -> Adapters | None:
     at = first.find(PEFT_PREFIX)
     root = first[: at + len(PEFT_PREFIX)] if at >= 0 else ""
     modules = sorted({_LORA.split(k)[0][len(root) :] for k in marked})
-    adapters = sorted({m.group(0).strip(".").split(".")[1] for k in marked for m in [_LORA.search(k)] if m})
+    adapters = sorted({k[m.end() :].split(".")[0] for k in marked for m in [_LORA.search(k)] if m and m.group(2)})
     return Adapters(
         root=root,
         keys=tuple(k for k in names if k.startswith(root)),
@@ -100,10 +101,18 @@ def find_adapters(names: Iterable[str]) -> Adapters | None:
 
 
 def unmerged_error(found: Adapters) -> MappingError:
-    """The error for adapters given without their configuration."""
+    """The error for adapters given without their configuration (or in a layout peft did not write)."""
+    example = next(k for k in found.keys if _LORA.search(k))
+    if not found.root.endswith(PEFT_PREFIX):
+        return MappingError(
+            f"the checkpoint holds LoRA adapters that are not merged into its weights: {found.summary} (keys such "
+            f"as '{example}'), not in peft's layout (no '{PEFT_PREFIX}')",
+            "merge them in the module that trained them (W + scaling * B @ A; loralib merges on eval()) and "
+            "convert the merged state dict",
+        )
     return MappingError(
         f"the checkpoint holds LoRA adapters that are not merged into its weights: {found.summary} "
-        f"(keys such as '{next(k for k in found.keys if _LORA.search(k))}')",
+        f"(keys such as '{example}')",
         f"pass --adapter-config with the {ADAPTER_CONFIG_NAME} peft saved with these adapters (their scaling, "
         "lora_alpha / r, is not in the state dict) to merge them as peft does; or merge them yourself with peft's "
         "merge_and_unload() and convert the merged model's state dict",

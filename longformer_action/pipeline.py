@@ -110,7 +110,10 @@ def _plan(
     if found is not None:
         shapes = adapters.merged_shapes(shapes, found)
     picked = selection.select(shapes, copy=copy, drop=drop)
-    state["mapping"] = mapping = plan_mapping(picked.shapes, task=task, prefix=prefix)
+    try:
+        state["mapping"] = mapping = plan_mapping(picked.shapes, task=task, prefix=prefix)
+    except MappingError as exc:
+        raise selection.explain_extra_keys(picked.shapes, exc, task=task, prefix=prefix) from None
     mapping.dropped.update(picked.dropped)
     chosen = tasks.get(mapping.task)
     if problem_type and not chosen.problem_type:

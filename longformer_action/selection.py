@@ -269,6 +269,63 @@ def _is_encoder_part(name: str) -> bool:
     return any(p in ("embeddings", "encoder", "layer", "attention") for p in parts)
 
 
+# --- keys that are not part of the model --------------------------------------------------------
+
+
+def explain_extra_keys(shapes: Mapping[str, Shape], error: MappingError, *, task: str, prefix: str) -> MappingError:
+    """A clearer error when the mapping fails only because of keys that are not model weights.
+
+    Tries the mapping again without each top-level attribute (and each pair) that holds no part of
+    the encoder: when exactly one such removal leaves a head that a transformers class computes,
+    the error names those keys and the ``--drop`` options that leave them out.
+
+    Args:
+        shapes: the keys and shapes the mapping refused.
+        error: the mapping's error.
+        task, prefix: the ``--task`` and ``--prefix`` the mapping ran with.
+
+    Returns:
+        The clearer error, or ``error`` itself when no removal helps.
+    """
+    from itertools import combinations
+
+    from . import tasks
+    from .mapping import plan_mapping
+
+    _, stripped = _strip_wrappers(list(shapes))
+    groups: dict[str, list[str]] = {}
+    for source, name in stripped.items():
+        groups.setdefault(name.split(".")[0], []).append(source)
+    candidates = [g for g, keys in groups.items() if not any(_is_encoder_part(stripped[k]) for k in keys)]
+    found = []
+    for size in (1, 2):
+        for chosen in combinations(sorted(candidates), size):
+            left = {k: v for k, v in shapes.items() if stripped[k].split(".")[0] not in chosen}
+            if not left:
+                continue
+            try:
+                mapping = plan_mapping(left, task=task, prefix=prefix)
+            except MappingError:
+                continue
+            if not tasks.get(mapping.task).drops_head:
+                found.append((chosen, mapping))
+        if found:
+            break
+    if len(found) != 1:
+        return error
+    chosen, mapping = found[0]
+    keys = [k for g in chosen for k in groups[g]]
+    entry = tasks.get(mapping.task)
+    options = " ".join(f"--drop {g}{'.' if len(groups[g]) > 1 or groups[g][0] != g else ''}" for g in chosen)
+    return MappingError(
+        f"checkpoint keys {', '.join(f'{k!r} {list(shapes[k])}' for k in sorted(keys)[:6])} are not part of the "
+        f"model: without them "
+        f"the checkpoint is a {entry.title} model ({entry.architecture}, {mapping.head})",
+        f"if they are not model weights (a loss's class weights, a metric's state), pass {options}; the report and "
+        "the model card list them as dropped",
+    )
+
+
 # --- the whole selection ------------------------------------------------------------------------
 
 
