@@ -327,6 +327,16 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     ]
     if info["placeholders"]:
         lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
+    if info.get("copies"):
+        shown = "; ".join(f"{c['copy']} (encoder at '{c['encoder']}', {c['keys']} keys)" for c in info["copies"])
+        lines.append(f"copies:        {shown} (pick one with --copy)")
+    if info.get("adapters"):
+        adapted = info["adapters"]
+        where = adapted["root"] or "<root>"
+        lines.append(
+            f"adapters:      LoRA on {len(adapted['modules'])} modules under '{where}', not merged "
+            "(--adapter-config merges them)"
+        )
     head = info.get("head")
     if head:
         keys = ", ".join(f"{k} {v}" for k, v in list(head["head_keys"].items())[:8]) or "none (the encoder alone)"

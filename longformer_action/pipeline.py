@@ -430,7 +430,15 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
     }
     info["other_bytes"] = max(info["file_bytes"] - info["weight_bytes"], 0)
     shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    copies = selection.find_copies(shapes)
+    info["copies"] = [{"copy": c.option, "encoder": c.encoder, "keys": len(c.keys)} for c in copies]
+    found = adapters.find_adapters(shapes)
+    info["adapters"] = None if found is None else {"root": found.root, "modules": list(found.modules)}
+    if found is not None:
+        shapes = adapters.merged_shapes(shapes, found)
     try:
+        if copies:
+            selection.select_copy(shapes, None)  # raises, listing the copies and the --copy of each
         info["head"] = head_readings(shapes)
         mapping = plan_mapping(shapes)
     except ConversionError as exc:

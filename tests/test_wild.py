@@ -95,6 +95,15 @@ def test_ema_copy_is_converted_and_the_other_dropped(cli, ema_checkpoint, base_m
     assert any(k.startswith(other) and "another copy of the model" in r for k, r in dropped.items())
     card = (out / "README.md").read_text()
     assert "another copy of the model" in card and "`ema.n_averaged`" in card
+    result = cli("verify", "--model", out, "--checkpoint", ema_checkpoint, "--copy", option)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_inspect_lists_the_copies(cli, ema_checkpoint):
+    result = cli("inspect", "--checkpoint", ema_checkpoint)
+    assert result.exit_code == 0, result.stderr
+    assert "copies:        . (encoder at 'model.'" in result.stdout and "ema.module. (encoder at" in result.stdout
+    assert "--copy ema.module." in result.stdout
 
 
 def test_teacher_and_student_each_selectable(cli, teacher_checkpoint, base_model, tmp_path):
@@ -180,6 +189,9 @@ def test_lora_without_its_config_says_how_to_merge(cli, lora, base_model, tmp_pa
     assert "LoRA adapters that are not merged" in line and "query, value" in line
     assert "--adapter-config" in line and "merge_and_unload" in line
     assert "base config does not" not in line
+    shown = cli("inspect", "--checkpoint", ckpt).stdout
+    assert "adapters:      LoRA on 4 modules under 'model.base_model.model.', not merged" in shown
+    assert "task:          text-classification" in shown, "read from the keys as they are once merged"
 
 
 @pytest.mark.parametrize("task", ["text-classification", "token-classification"])
@@ -201,8 +213,9 @@ def test_lora_is_merged_as_peft_merges_and_checked_against_the_unmerged_model(cl
     assert not torch.equal(merged, base), "the adapter changed the weight"
     dropped = _dropped(out)
     assert any(".lora_B." in k and "merged into" in r for k, r in dropped.items())
-    # the folder loads with transformers alone, no peft
-    assert json.loads((out / "config.json").read_text())["architectures"][0].startswith("Longformer")
+    # verify takes the same options, and checks the folder against the unmerged model again
+    result = cli("verify", "--model", out, "--checkpoint", ckpt, "--adapter-config", adapter_config)
+    assert result.exit_code == 0, result.stderr
 
 
 def test_lora_with_another_adapters_config_is_refused(cli, lora, base_model, tmp_path):
