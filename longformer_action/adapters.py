@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import json
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +210,6 @@ def merge(
         MappingError: peft does not wrap the task's class here, or the configuration does not
             describe the checkpoint's adapters.
     """
-    import torch
     from peft import get_peft_model
 
     wrapper = mapping.wrapper_prefix
@@ -223,8 +223,8 @@ def merge(
             "merge them in your module with peft's merge_and_unload() and convert the merged state dict",
         )
     lora = read_adapter_config(adapter_config)
-    torch.manual_seed(0)
-    with _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # peft's notes on its own defaults, not the user's business here
         model = get_peft_model(task.model_class()(config), lora)
     state = {PEFT_PREFIX + k[len(found.root) :]: ckpt.state_dict[k] for k in found.keys}
     expected = set(model.state_dict())
@@ -250,7 +250,8 @@ def merge(
             f"pass the {ADAPTER_CONFIG_NAME} saved with these adapters (r, target_modules)",
         ) from None
     model.eval()
-    with _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         merged_model = copy.deepcopy(model).merge_and_unload()
     tensors = {}
     for key, tensor in merged_model.state_dict().items():
@@ -272,18 +273,6 @@ def merge(
 def _few(keys: list[str]) -> str:
     shown = ", ".join(f"'{k}'" for k in keys[:4])
     return shown + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc: object) -> None:
-        self._catch.__exit__(*exc)
 
 
 def _reference(model: Any, task: Task) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
