@@ -324,7 +324,7 @@ def verify(
         with progress.stage("base-model", "Resolve the reference config") as stage:
             state["base"] = base = _base(base_model, ckpt) if base_model else _folder_base(model_dir)
             stage.detail = base.spec
-        with progress.stage("map", "Map the keys") as stage:
+        with progress.stage("map", "Map the keys") as stage, _folder_config_fails(base_model or lightning_module):
             labels = tuple(folder_config["id2label"][str(i)] for i in range(len(folder_config.get("id2label") or {})))
             mapping, config = _plan(
                 ckpt,
@@ -374,10 +374,21 @@ def verify(
 @contextlib.contextmanager
 def _folder_config_fails(elsewhere: str | None) -> Iterator[None]:
     # without --base-model (or --lightning-module) the reference runs with the folder's own config:
-    # if that config cannot run the checkpoint's weights, the folder is at fault, a failed check
+    # if that config disagrees with what the checkpoint records, or cannot run the checkpoint's
+    # weights, the folder is at fault: a failed check
     try:
         yield
     except CheckFailed:
+        raise
+    except selection.ConfigDisagreement as exc:
+        if elsewhere:
+            raise
+        lines = "; ".join(line.replace("in the base config", "in the folder's config.json") for line in exc.lines)
+        raise CheckFailed(
+            f"the folder's config.json does not compute what the checkpoint was trained with: {lines}",
+            "convert the checkpoint again (--base-model hparams uses the config the checkpoint records)",
+        ) from None
+    except MappingError:
         raise
     except ConversionError as exc:
         if elsewhere:

@@ -542,12 +542,22 @@ def config_file_differences(folder_config: Mapping[str, Any], config: Any) -> li
     return lines
 
 
+class ConfigDisagreement(MappingError):
+    """The config a conversion uses disagrees with the config values the checkpoint records.
+
+    Attributes:
+        lines: one line per disagreement (see ``config_disagreements``).
+    """
+
+    lines: list[str]
+
+
 def check_recorded_config(hparams: Mapping[str, Any], config: Any, *, base_spec: str) -> None:
     """Refuse a base config that disagrees with what the checkpoint records about its config.
 
     Raises:
-        MappingError: naming each field and both values; the fix offers ``--base-model hparams``
-            when the hyper-parameters hold a whole config.
+        ConfigDisagreement: naming each field and both values; the fix offers ``--base-model
+            hparams`` when the hyper-parameters hold a whole config.
     """
     lines = config_disagreements(hparams, config)
     if not lines:
@@ -560,9 +570,11 @@ def check_recorded_config(hparams: Mapping[str, Any], config: Any, *, base_spec:
         if whole
         else "pass --base-model with the config the model was trained with"
     )
-    raise MappingError(
+    error = ConfigDisagreement(
         f"the base config ({base_spec}) does not compute what the checkpoint was trained with: {shown}", fix
     )
+    error.lines = lines
+    raise error
 
 
 def base_from_hparams(ckpt: Checkpoint) -> Any:

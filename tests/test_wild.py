@@ -280,6 +280,18 @@ def test_the_recorded_config_is_used_with_base_model_hparams(cli, config_in_hpar
     assert _report(out)["base_model"]["spec"] == "hparams" and _report(out)["check"]["passed"]
 
 
+def test_verify_compares_the_folders_config_with_the_recorded_one(cli, config_in_hparams, tmp_path):
+    out = tmp_path / "model"
+    assert cli("convert", "--checkpoint", config_in_hparams, "--output", out, "--base-model", "hparams").exit_code == 0
+    config = json.loads((out / "config.json").read_text())
+    config["attention_window"] = [16, 16]  # the reference would use it too: only the record can tell
+    (out / "config.json").write_text(json.dumps(config))
+    result = cli("verify", "--model", out, "--checkpoint", config_in_hparams)
+    assert result.exit_code == EXIT_CHECK_FAILED, result.stderr
+    line = one_error_line(result)
+    assert "attention_window is [8, 8] in hyper-parameter 'config' but [16, 16] in the folder's config.json" in line
+
+
 def test_base_model_hparams_without_a_recorded_config(cli, checkpoints, tmp_path):
     result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "m", "--base-model", "hparams")
     assert result.exit_code == 1
