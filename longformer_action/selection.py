@@ -390,7 +390,7 @@ SINGLE_FIELDS = ("attention_window", "max_position_embeddings", "num_hidden_laye
 
 
 def _is_config(value: Mapping[Any, Any], qualname: str) -> bool:
-    if qualname.endswith("Config"):
+    if qualname.endswith(("LongformerConfig", "RobertaConfig")):
         return True
     if value.get("model_type") in ("longformer", "roberta"):
         return True
@@ -411,7 +411,8 @@ def recorded_config(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], str] | 
     Looks at the hyper-parameters themselves and one level down (``config``, ``model_config``, an
     ``args`` Namespace), for a dict or object (or the inert placeholder that stands in for one) with
     ``model_type`` ``longformer``, or with ``attention_window``, ``hidden_size`` and
-    ``num_hidden_layers``, or a ``...Config`` object.
+    ``num_hidden_layers``, or a ``LongformerConfig`` object. (A training config such as Hydra's
+    ``DictConfig`` is not a model config, whatever its class is called.)
 
     Returns:
         The config's plain values (no objects), and a name for it in messages.
@@ -464,31 +465,29 @@ def _per_layer(value: Any, layers: int) -> list[int]:
     return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)] * layers
 
 
-def _agrees(name: str, recorded: Any, config: Any, whole: bool) -> tuple[bool, str]:
-    """Whether a recorded value agrees with the config's, and a note when it does by a convention."""
+def _agrees(name: str, recorded: Any, config: Any, whole: bool) -> bool:
+    """Whether a recorded value agrees with the config's (``whole``: it sits in a whole config)."""
     have = getattr(config, name, None)
     if name == "attention_window":
         layers = int(config.num_hidden_layers)
         want = _per_layer(have, layers)
         if isinstance(recorded, str):
-            return False, ""
+            return False
         got = _per_layer(recorded, len(want) if not isinstance(recorded, (list, tuple)) else len(recorded))
         if got == want:
-            return True, ""
+            return True
         # allenai's scripts record the one-sided window (256) where transformers' config is two-sided (512)
-        if not whole and not isinstance(recorded, (list, tuple)) and all(w == 2 * got[0] for w in want):
-            return True, "one-sided, as allenai's scripts record it"
-        return False, ""
+        return not whole and not isinstance(recorded, (list, tuple)) and all(w == 2 * got[0] for w in want)
     if name == "max_position_embeddings" and not whole and isinstance(recorded, int):
         # a script's "max length" may leave out the padding offset that RoBERTa-style positions add
         offset = int(getattr(config, "pad_token_id", 1) or 0) + 1
-        return recorded in (have, have - offset), ""
+        return recorded in (have, have - offset)
     if isinstance(recorded, float) or isinstance(have, float):
         try:
-            return math.isclose(float(recorded), float(have), rel_tol=1e-6), ""
+            return math.isclose(float(recorded), float(have), rel_tol=1e-6)
         except (TypeError, ValueError):
-            return False, ""
-    return recorded == have, ""
+            return False
+    return recorded == have
 
 
 def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
@@ -512,8 +511,7 @@ def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
     for where, name, value, whole in _recorded_fields(hparams):
         if not hasattr(config, name):
             continue
-        agrees, _ = _agrees(name, value, config, whole)
-        if not agrees:
+        if not _agrees(name, value, config, whole):
             have = getattr(config, name)
             lines.append(f"{name} is {_value(value)} in {where} but {_value(have)} in the base config")
     return lines
