@@ -42,6 +42,19 @@ def test_ema_of_a_wrapped_class_behind_a_wrapper_prefix(qa_keys):
     assert set(dropped) == set(_under("_forward_module.model.", qa_keys))
 
 
+def test_averaged_model_of_a_wrapped_class(qa_keys):
+    # `self.ema = AveragedModel(self.model)` beside `self.model = LongformerForQuestionAnswering(...)`
+    names = _under("model.", qa_keys) + _under("ema.module.", qa_keys) + ["ema.n_averaged"]
+    copies = selection.find_copies(names)
+    assert [(c.option, c.encoder, c.extra) for c in copies] == [
+        ("ema.module.", "ema.module.longformer.", ("ema.n_averaged",)),
+        ("model.", "model.longformer.", ()),
+    ]
+    picked = selection.select({k: (1,) for k in names}, copy="ema.module.")
+    assert set(picked.shapes) == set(_under("ema.module.", qa_keys))
+    assert picked.dropped["ema.n_averaged"] == "bookkeeping of 'ema.module.' (not a weight)"
+
+
 def test_three_copies_and_their_bookkeeping(qa_keys):
     names = (
         _under("", qa_keys)
