@@ -159,6 +159,29 @@ _prefix_option = click.option(
     help="Prefix of the encoder's keys in the state dict, e.g. 'model.' or 'model.longformer.'; 'auto' detects it.",
 )
 
+_copy_option = click.option(
+    "--copy",
+    default=None,
+    metavar="PREFIX",
+    help="Which copy of the model to convert when the checkpoint holds several (an EMA or SWA average beside the "
+    "raw weights, a teacher and a student): the prefix of its keys, e.g. 'ema.module.', or '.' for the copy at the "
+    "root. The other copies are dropped and listed in the report.",
+)
+_drop_option = click.option(
+    "--drop",
+    multiple=True,
+    metavar="PREFIX",
+    help="Drop the checkpoint keys that start with PREFIX (repeatable), e.g. 'loss_fn.' for a weighted loss's "
+    "class weights; the report and the model card list them as dropped by --drop.",
+)
+_adapter_option = click.option(
+    "--adapter-config",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="peft's adapter_config.json (or the folder holding it) of the LoRA adapters in the checkpoint: they are "
+    "merged as peft merges them, and checked against the unmerged adapter model.",
+)
+
 
 @main.command()
 @_checkpoint_option
@@ -167,7 +190,8 @@ _prefix_option = click.option(
     "--base-model",
     default=DEFAULT_BASE_MODEL,
     show_default=True,
-    help="Local folder or Hub id for config.json and tokenizer files (weights are never downloaded).",
+    help="Local folder or Hub id for config.json and tokenizer files (weights are never downloaded); 'hparams' "
+    "takes the config the checkpoint's hyper-parameters hold (no tokenizer files).",
 )
 @click.option("--revision", default=None, help="Branch, tag or commit of a Hub base model.")
 @click.option(
@@ -194,6 +218,9 @@ _prefix_option = click.option(
 )
 @_global_attention_option
 @_prefix_option
+@_copy_option
+@_drop_option
+@_adapter_option
 @click.option(
     "--dtype",
     type=click.Choice(DTYPES),
@@ -243,9 +270,15 @@ def convert(checkpoint: Path, output: Path, **options: Any) -> None:
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="The converted folder.")
 @_checkpoint_option
 @click.option(
-    "--base-model", default=None, help="Reference config (folder or Hub id); default: the folder's own config.json."
+    "--base-model",
+    default=None,
+    help="Reference config (folder or Hub id, or 'hparams' for the config the checkpoint's hyper-parameters hold); "
+    "default: the folder's own config.json.",
 )
 @_prefix_option
+@_copy_option
+@_drop_option
+@_adapter_option
 @click.option(
     "--global-attention",
     type=click.Choice(GLOBAL_ATTENTION),
@@ -296,6 +329,16 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     ]
     if info["placeholders"]:
         lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
+    if info.get("copies"):
+        shown = "; ".join(f"{c['copy']} (encoder at '{c['encoder']}', {c['keys']} keys)" for c in info["copies"])
+        lines.append(f"copies:        {shown} (pick one with --copy)")
+    if info.get("adapters"):
+        adapted = info["adapters"]
+        where = adapted["root"] or "<root>"
+        lines.append(
+            f"adapters:      LoRA on {len(adapted['modules'])} modules under '{where}', not merged "
+            "(--adapter-config merges them)"
+        )
     head = info.get("head")
     if head:
         keys = ", ".join(f"{k} {v}" for k, v in list(head["head_keys"].items())[:8]) or "none (the encoder alone)"

@@ -248,6 +248,14 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
             "write the names in output order, e.g. `labels: NEG,POS`",
         )
     plan["labels"] = ",".join(name.strip() for name in labels.split(",")) if labels else ""
+    drop = get("drop")
+    if drop and not all(prefix.strip() for prefix in drop.split(",")):
+        raise InputError(
+            "drop",
+            f"is '{drop}', which has an empty prefix",
+            "write the key prefixes comma-separated, e.g. `drop: loss_fn.,class_prior`",
+        )
+    plan["drop"] = ",".join(prefix.strip() for prefix in drop.split(",")) if drop else ""
     attention = get("global-attention")
     if attention not in GLOBAL_ATTENTION:
         raise InputError(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import tasks
+from . import adapters, selection, tasks
 from .base_model import BaseModel, resolve_base_model
 from .checkpoint import Checkpoint, read_checkpoint
 from .choices import DEFAULT_BASE_MODEL
@@ -57,6 +57,9 @@ class ConvertOptions:
     trust_checkpoint: bool = False
     lightning_module: str | None = None
     token: str | None = None
+    copy: str | None = None
+    drop: tuple[str, ...] = ()
+    adapter_config: Path | None = None
 
 
 @contextlib.contextmanager
@@ -90,12 +93,30 @@ def _plan(
     labels: tuple[str, ...] | None = None,
     problem_type: str | None = None,
     global_attention: str = "default",
+    copy: str | None = None,
+    drop: tuple[str, ...] = (),
+    adapter_config: Path | None = None,
     state: dict[str, Any],
 ) -> tuple[KeyMapping, Any]:
     """Read the task and map the keys, then build the task's config and check the keys against it."""
     check_tensors(ckpt)
     shapes = {k: tuple(v.shape) for k, v in ckpt.state_dict.items()}
-    state["mapping"] = mapping = plan_mapping(shapes, task=task, prefix=prefix)
+    found = adapters.find_adapters(shapes)
+    if found is not None and adapter_config is None:
+        raise adapters.unmerged_error(found)
+    if found is None and adapter_config is not None:
+        raise MappingError(
+            "--adapter-config was given, but the checkpoint holds no LoRA adapters (no lora_A or lora_B keys)",
+            "leave --adapter-config out",
+        )
+    if found is not None:
+        shapes = adapters.merged_shapes(shapes, found)
+    picked = selection.select(shapes, copy=copy, drop=drop)
+    try:
+        state["mapping"] = mapping = plan_mapping(picked.shapes, task=task, prefix=prefix)
+    except MappingError as exc:
+        raise selection.explain_extra_keys(picked.shapes, exc, task=task, prefix=prefix) from None
+    mapping.dropped.update(picked.dropped)
     chosen = tasks.get(mapping.task, mapping.family)
     if problem_type and not chosen.problem_type:
         raise MappingError(
@@ -103,9 +124,17 @@ def _plan(
         )
     names, source = resolve_labels(chosen, mapping.num_labels, labels, ckpt.hparams)
     config = load_config(base, chosen, num_labels=mapping.num_labels, labels=names, problem_type=problem_type)
+    selection.check_recorded_config(ckpt.hparams, config, base_spec=base.spec)
+    if found is not None:
+        assert adapter_config is not None
+        merged = adapters.merge(ckpt, found, adapter_config, config, chosen, mapping)
+        ckpt.state_dict = {k: v for k, v in ckpt.state_dict.items() if k not in set(found.keys)} | merged.tensors
+        mapping.dropped.update(merged.dropped)
     tie_weights(ckpt, mapping, chosen, config)
     check_mapping(mapping, shapes, expected_shapes(chosen, config, pooler=mapping.has_pooler), chosen)
     state["conversion"] = _facts(chosen, mapping, config, source, global_attention)
+    if found is not None:
+        state["reference"] = merged.reference  # popped by the caller: not a report field
     return mapping, config
 
 
@@ -148,7 +177,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         state["ckpt"] = ckpt = _read(checkpoint, options.trust_checkpoint, progress)
         with progress.stage("base-model", "Resolve the base model") as stage:
             spec = _default_base_for(ckpt, options.base_model, options.prefix, progress)
-            state["base"] = base = resolve_base_model(spec, revision=options.revision, token=options.token)
+            state["base"] = base = _base(spec, ckpt, revision=options.revision, token=options.token)
             stage.detail = f"{base.spec} ({len(base.tokenizer_files)} tokenizer files)"
         with progress.stage("map", "Read the task and map the keys") as stage:
             mapping, config = _plan(
@@ -159,9 +188,13 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 labels=options.labels,
                 problem_type=options.problem_type,
                 global_attention=options.global_attention,
+                copy=options.copy,
+                drop=options.drop,
+                adapter_config=options.adapter_config,
                 state=state,
             )
             stage.detail = _map_line(mapping, state["conversion"])
+            reference = state.pop("reference", None)
         with progress.stage("save", "Save the folder") as stage:
             tensors = mapped_tensors(ckpt, mapping)
             total = sum(t.numel() * t.element_size() for t in tensors.values())
@@ -187,6 +220,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                     atol=options.atol,
                     lightning_module=options.lightning_module,
                     global_attention=options.global_attention,
+                    reference=reference,
                 )
                 stage.detail = _check_line(check)
             if not check.passed:
@@ -227,6 +261,12 @@ def _default_base_for(ckpt: Checkpoint, spec: str, prefix: str, progress: Progre
         f"{spec} is a Longformer: using {likely}, the likely base (pass --base-model to choose another)"
     )
     return likely
+
+
+def _base(spec: str, ckpt: Checkpoint, *, revision: str | None = None, token: str | None = None) -> BaseModel:
+    if spec == selection.HPARAMS_BASE:
+        return selection.base_from_hparams(ckpt)
+    return resolve_base_model(spec, revision=revision, token=token)
 
 
 def _listing(folder: Path, files: list[Any]) -> list[Any]:
@@ -275,6 +315,9 @@ def verify(
     prefix: str = "auto",
     lightning_module: str | None = None,
     global_attention: str | None = None,
+    copy: str | None = None,
+    drop: tuple[str, ...] = (),
+    adapter_config: Path | None = None,
     progress: Progress,
 ) -> dict[str, Any]:
     """Check an existing folder against a checkpoint; return the report.
@@ -306,9 +349,9 @@ def verify(
             global_attention = _recorded_global_attention(model_dir)
         state["ckpt"] = ckpt = _read(checkpoint, trust_checkpoint, progress)
         with progress.stage("base-model", "Resolve the reference config") as stage:
-            state["base"] = base = resolve_base_model(base_model) if base_model else _folder_base(model_dir)
+            state["base"] = base = _base(base_model, ckpt) if base_model else _folder_base(model_dir)
             stage.detail = base.spec
-        with progress.stage("map", "Map the keys") as stage:
+        with progress.stage("map", "Map the keys") as stage, _folder_config_fails(base_model or lightning_module):
             labels = tuple(folder_config["id2label"][str(i)] for i in range(len(folder_config.get("id2label") or {})))
             mapping, config = _plan(
                 ckpt,
@@ -318,14 +361,21 @@ def verify(
                 labels=labels if task.labels and labels and not labels[0].startswith("LABEL_") else None,
                 problem_type=folder_config.get("problem_type") if task.problem_type else None,
                 global_attention=global_attention,
+                copy=copy,
+                drop=drop,
+                adapter_config=adapter_config,
                 state=state,
             )
             stage.detail = _map_line(mapping, state["conversion"])
+            reference = state.pop("reference", None)
         stored = saved_dtype(model_dir)
         source = Counter(str(t.dtype).removeprefix("torch.") for t in ckpt.state_dict.values() if t.is_floating_point())
         dtype = "keep" if source and source.most_common(1)[0][0] == stored else stored
         state["dtype_requested"], state["dtype_saved"] = dtype, stored
-        with progress.stage("check", "Check the folder against the checkpoint") as stage:
+        with (
+            progress.stage("check", "Check the folder against the checkpoint") as stage,
+            _folder_config_fails(base_model or lightning_module),
+        ):
             state["check"] = check = run_check(
                 model_dir,
                 ckpt,
@@ -335,14 +385,49 @@ def verify(
                 atol=atol,
                 lightning_module=lightning_module,
                 global_attention=global_attention,
+                reference=reference,
             )
             stage.detail = _check_line(check)
+        if not check.passed and base_model:
+            check.failures[:0] = selection.config_file_differences(folder_config, config)
         result = build_report(command="verify", **state)
         if report is not None:
             write_json(report, result)
         if not check.passed:
             raise _check_failed(check, f"{model_dir} is not a faithful conversion", result)
     return result
+
+
+@contextlib.contextmanager
+def _folder_config_fails(elsewhere: str | None) -> Iterator[None]:
+    # without --base-model (or --lightning-module) the reference runs with the folder's own config:
+    # if that config disagrees with what the checkpoint records, or cannot run the checkpoint's
+    # weights, the folder is at fault: a failed check
+    try:
+        yield
+    except CheckFailed:
+        raise
+    except selection.ConfigDisagreement as exc:
+        if elsewhere:
+            raise
+        lines = "; ".join(line.replace("in the base config", "in the folder's config.json") for line in exc.lines)
+        raise CheckFailed(
+            f"the folder's config.json does not compute what the checkpoint was trained with: {lines}",
+            "convert the checkpoint again (--base-model hparams uses the config the checkpoint records)",
+        ) from None
+    except MappingError:
+        raise
+    except ConversionError as exc:
+        if elsewhere:
+            raise
+        text = exc.format_message()
+        if exc.hint:
+            text = text[: text.rfind(exc.hint.rstrip(".")[1:]) - 1].rstrip(". ")
+        raise CheckFailed(
+            f"the folder's config.json cannot run the checkpoint's weights (no --base-model: the reference uses it): "
+            f"{text}",
+            "convert the checkpoint again, or restore the folder's config.json (see its conversion-report.json)",
+        ) from None
 
 
 def _recorded_global_attention(folder: Path) -> str:
@@ -383,7 +468,15 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
     }
     info["other_bytes"] = max(info["file_bytes"] - info["weight_bytes"], 0)
     shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    copies = selection.find_copies(shapes)
+    info["copies"] = [{"copy": c.option, "encoder": c.encoder, "keys": len(c.keys)} for c in copies]
+    found = adapters.find_adapters(shapes)
+    info["adapters"] = None if found is None else {"root": found.root, "modules": list(found.modules)}
+    if found is not None:
+        shapes = adapters.merged_shapes(shapes, found)
     try:
+        if copies:
+            selection.select_copy(shapes, None)  # raises, listing the copies and the --copy of each
         info["head"] = head_readings(shapes)
         mapping = plan_mapping(shapes)
     except ConversionError as exc:

@@ -121,7 +121,12 @@ def compare_tensors(folder: Path, expected: Mapping[str, Any], dtype: str) -> tu
         if not path.is_file():
             failures.append(f"weights file {path.name} is missing")
             continue
-        with safe_open(path, framework="pt") as f:
+        try:
+            opened = safe_open(path, framework="pt")
+        except Exception as exc:  # a cut or corrupt file is a failed check, not a crash
+            failures.append(f"weights file {path.name} cannot be read ({_first_line(exc)})")
+            continue
+        with opened as f:
             for name in f.keys():  # noqa: SIM118 - safe_open is not a Mapping
                 seen.add(name)
                 if name not in expected:
@@ -530,6 +535,7 @@ def run_check(
     atol: float | None = None,
     lightning_module: str | None = None,
     global_attention: str = "default",
+    reference: Callable[[Mapping[str, Any], Any], dict[str, Any]] | None = None,
 ) -> CheckResult:
     """Check a folder against the checkpoint it was converted from.
 
@@ -545,6 +551,9 @@ def run_check(
             ``module_reference``; runs user code); default: the checkpoint's encoder and head.
         global_attention: the convention the module trained with (``--global-attention``); where
             it is not the class's default, the candidate is called with that mask explicitly.
+        reference: ``run(inputs, global_mask)`` giving the task's outputs, used as the reference
+            instead of the checkpoint's encoder and head (the unmerged adapter model of a LoRA
+            checkpoint); its ``description`` attribute names it in the report.
 
     Returns:
         The ``CheckResult``; ``passed`` is false when anything differs, or when the folder does not
@@ -583,7 +592,10 @@ def run_check(
         "global_attention": convention,
         "global_attention_passed": explicit,
     }
-    if lightning_module is None:
+    if reference is not None:
+        reference_logits = reference(inputs, global_mask)
+        result.inputs["reference"] = getattr(reference, "description", "given by the caller")
+    elif lightning_module is None:
         reference_logits = reference_outputs(tensors, task, config, inputs, global_mask)
         result.inputs["reference"] = "the checkpoint's encoder and head arithmetic"
     else:

@@ -125,6 +125,7 @@ def test_action_declares_the_contract():
         "revision",
         "task",
         "labels",
+        "drop",
         "global-attention",
         "dtype",
         "output-dir",

@@ -278,7 +278,13 @@ def test_valid_inputs_plan_the_paths(runner):
     assert plan["base-model"] == "allenai/longformer-base-4096"
     assert (plan["check"], plan["upload"], plan["build"], plan["download-path"]) == ("true", "true", "true", "")
     assert (plan["dtype"], plan["task"], plan["artifact-name"]) == ("keep", "auto", "longformer-model")
-    assert (plan["labels"], plan["global-attention"]) == ("", "default")
+    assert (plan["labels"], plan["global-attention"], plan["drop"]) == ("", "default", "")
+
+
+def test_drop_is_a_comma_separated_list(runner):
+    result = run_validation(runner, checkpoint="best.ckpt", drop=" loss_fn. , class_prior")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert runner.outputs()["drop"] == "loss_fn.,class_prior"
 
 
 def test_checkpoint_artifact_and_absolute_paths(runner):
@@ -322,6 +328,7 @@ def test_token_is_masked_before_anything_else(runner):
         ({"dtype": "fp16"}, "dtype"),
         ({"task": "ner"}, "task"),
         ({"labels": "NEG,,POS"}, "labels"),
+        ({"drop": "loss_fn.,"}, "drop"),
         ({"global-attention": "all"}, "global-attention"),
         ({"atol": "-1e-3"}, "atol"),
         ({"atol": "tight"}, "atol"),
