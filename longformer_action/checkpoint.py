@@ -341,21 +341,23 @@ def _torch_load(path: Path, *, file_format: str, pickle_module: Any = None, weig
     return torch.load(path, **kwargs)
 
 
-def _background_sha256(path: Path) -> Callable[[], str]:
+def in_background(compute: Callable[[], str]) -> Callable[[], str]:
+    """Start ``compute`` in a daemon thread now; the returned function waits for its result."""
     result: dict[str, str] = {}
-
-    def run() -> None:
-        with path.open("rb") as f:
-            result["hex"] = hashlib.file_digest(f, "sha256").hexdigest()
-
-    thread = threading.Thread(target=run, name="sha256", daemon=True)
+    thread = threading.Thread(target=lambda: result.setdefault("value", compute()), name="sha256", daemon=True)
     thread.start()
 
     def get() -> str:
         thread.join()
-        return result["hex"]
+        return result["value"]
 
     return get
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, hex."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _describe(value: Any) -> str:
@@ -433,7 +435,7 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
     if layout is not None:
         return read_distributed(layout, trust=trust)
     file_format = detect_format(path)
-    sha256 = _background_sha256(path)
+    sha256 = in_background(lambda: file_sha256(path))
     placeholders: list[str] = []
     if file_format == "safetensors":
         obj, loader = _load_safetensors(path), "safetensors"

@@ -22,7 +22,6 @@ import io
 import json
 import os
 import shlex
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,9 @@ from .checkpoint import (
     _restricted_pickle_module,
     _trusted_pickle_module,
     detect_format,
+    file_sha256,
     fill_metadata,
+    in_background,
     load_tiers,
     rebuild_error,
 )
@@ -320,27 +321,15 @@ def _load_model_state(root: Path, index: Any, group: str, *, trust: bool, replac
 
 
 def _folder_sha256(root: Path, files: list[Path]) -> Callable[[], str]:
-    """SHA-256 of the folder: of ``sha256sum``'s lines for its files, sorted by name.
+    """SHA-256 of the folder: of ``sha256sum``'s lines for its files, sorted by name (computed in the background).
 
     The same as ``(cd ROOT && LC_ALL=C ls -A | xargs sha256sum | sha256sum)`` for a flat folder.
     """
-    result: dict[str, str] = {}
-
-    def run() -> None:
-        lines = []
-        for file in files:
-            with file.open("rb") as f:
-                lines.append(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {file.relative_to(root).as_posix()}\n")
-        result["hex"] = hashlib.sha256("".join(lines).encode()).hexdigest()
-
-    thread = threading.Thread(target=run, name="sha256", daemon=True)
-    thread.start()
-
-    def get() -> str:
-        thread.join()
-        return result["hex"]
-
-    return get
+    return in_background(
+        lambda: hashlib.sha256(
+            "".join(f"{file_sha256(file)}  {file.relative_to(root).as_posix()}\n" for file in files).encode()
+        ).hexdigest()
+    )
 
 
 def _read_fsdp(root: Path, *, trust: bool) -> Checkpoint:
