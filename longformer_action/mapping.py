@@ -218,7 +218,8 @@ def _ambiguous(
         f"{_with_shapes(head.keys, shapes_by_key)} may be {ways}; or a head no transformers class computes, "
         "such as a classifier applied to <s> only (--task feature-extraction)",
         "pass --task with the reading that is what the LightningModule computed "
-        "(--task feature-extraction exports the encoder alone and lists the dropped keys)",
+        "(--task feature-extraction exports the encoder alone and lists the dropped keys; "
+        "with it, declare --global-attention as the module passed it, e.g. first-token)",
     )
 
 
@@ -235,7 +236,8 @@ def _custom(
         f"the checkpoint's head {what}: keys outside the encoder ('{encoder or '<root>'}') are "
         f"{_with_shapes(head.keys, shapes_by_key)}",
         f"pass --task feature-extraction to export the {family.base_class} alone (these keys are dropped and listed "
-        f"in the report and the model card); {family.short} heads transformers has: {names}"
+        f"in the report and the model card; declare --global-attention as the module passed it, e.g. "
+        f"first-token); {family.short} heads transformers has: {names}"
         + ("; or --task auto to read the task from the keys" if task else ""),
     )
 
@@ -301,7 +303,9 @@ def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str
                 "otherwise remove them from the state dict",
             )
         rest = name[len(encoder) :]
-        if rest.startswith(_POSITION_IDS):
+        if rest in reading.encoder_mapped:
+            result.mapped[source] = reading.encoder_mapped[rest]
+        elif rest.startswith(_POSITION_IDS):
             result.dropped[source] = _POSITION_IDS_REASON
         elif rest.startswith("pooler.") and chosen.pooler is False:
             result.dropped[source] = f"{chosen.architecture} has no pooler"

@@ -267,6 +267,8 @@ class Reading:
         combined: the class's key to head keys concatenated along dim 0 (split start and end heads).
         num_labels: the number of labels the head's shape gives, when the task has labels.
         why: what the keys look like, for messages.
+        encoder_mapped: encoder key (relative to the encoder) to the class's key, for encoder
+            weights the class keeps in its head (the pooler's dense layer as a classifier's).
     """
 
     task: str
@@ -275,6 +277,7 @@ class Reading:
     combined: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     num_labels: int | None = None
     why: str = ""
+    encoder_mapped: Mapping[str, str] = field(default_factory=dict)
 
 
 def _linear(params: Mapping[str, Shape], hidden: int, out: int | None = None) -> int | None:
@@ -350,6 +353,24 @@ def _match_text_classification(head: Head) -> list[Reading]:
                     why=f"`{parent}dense` + `{parent}out_proj` on <s>",
                 )
             ]
+    # A Linear over the pooler's output computes what the class's head computes: the pooler is
+    # tanh(dense(h[:, 0])) and LongformerClassificationHead is out_proj(tanh(dense(h[:, 0]))).
+    single = _single_linear(head)
+    if single and head.pooler:
+        name, n = single
+        return [
+            Reading(
+                "text-classification",
+                False,
+                _linear_keys(name, "classifier.out_proj"),
+                num_labels=n,
+                why=f"`{name}` Linear(h, {n}) on the pooler's output (the pooler becomes `classifier.dense`)",
+                encoder_mapped={
+                    "pooler.dense.weight": "classifier.dense.weight",
+                    "pooler.dense.bias": "classifier.dense.bias",
+                },
+            )
+        ]
     return []
 
 

@@ -384,7 +384,11 @@ def test_inspect_names_the_task_and_the_readings(trained):
     ckpt, _ = trained[("multiple-choice", "sibling")]
     data = json.loads(run("inspect", "--checkpoint", ckpt, "--json").stdout)
     assert data["task"] is None and "more than one reading" in data["layout_error"]
-    assert {r["task"] for r in data["head"]["readings"]} == {"multiple-choice", "token-classification"}
+    assert {r["task"] for r in data["head"]["readings"]} == {
+        "multiple-choice",
+        "token-classification",
+        "text-classification",
+    }
     assert data["head"]["head_keys"] == {"scorer.bias": [1], "scorer.weight": [1, 32]}
 
 
@@ -394,3 +398,52 @@ def test_demo_for_each_task_runs_offline(tmp_path, task):
     assert result.exit_code == 0, result.stderr
     assert f"task:   {task} ({tasks.get(task).architecture})" in result.stdout
     assert "check:  passed (max abs diff 0)" in result.stdout and "sample:" in result.stdout
+
+
+def test_a_linear_over_the_pooler_output_is_exactly_a_sequence_classifier(base_model, tmp_path):
+    """``fc(encoder(...).pooler_output)``: the pooler is tanh(dense(h[:, 0])), the class's head
+    out_proj(tanh(dense(h[:, 0]))): the same arithmetic."""
+    import pytorch_lightning as pl
+    from transformers import LongformerConfig, LongformerModel
+
+    config = LongformerConfig.from_pretrained(base_model)
+
+    class PooledClassifier(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.encoder = LongformerModel(config)
+            self.fc = nn.Linear(config.hidden_size, 4)
+            self.convention = "first-token"
+
+        def forward(self, input_ids, attention_mask, global_attention_mask):
+            out = self.encoder(input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask)
+            return {"logits": self.fc(out.pooler_output)}
+
+        def training_step(self, batch, batch_idx):
+            mask = tasks.global_attention_mask("first-token", batch["input_ids"], config.sep_token_id)
+            logits = self(batch["input_ids"], batch["attention_mask"], mask)["logits"]
+            return nn.functional.cross_entropy(logits, batch["label"])
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+    module = PooledClassifier()
+    ckpt = demo.fit_and_save(module, demo.batches(base_model, 2, task="text-classification"), tmp_path / "p.ckpt")
+    out = tmp_path / "model"
+    result = run("convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "on the pooler's output (the pooler becomes `classifier.dense`) (--task text-classification)" in line
+    result = run(
+        "convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model, "--task", "text-classification"
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((out / "conversion-report.json").read_text())
+    fates = {k["source"]: k.get("target") for k in report["mapping"]["keys"]}
+    assert (
+        fates["encoder.pooler.dense.weight"] == "classifier.dense.weight"
+        and fates["fc.weight"] == "classifier.out_proj.weight"
+    )
+    assert report["conversion"]["num_labels"] == 4
+    compare_with_module(out, module.eval(), tasks.get("text-classification"))
