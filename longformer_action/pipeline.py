@@ -293,12 +293,22 @@ def _check_line(check: Any) -> str:
     )
 
 
-def _check_failed(check: Any, consequence: str, report: dict[str, Any]) -> CheckFailed:
+def _check_failed(check: Any, consequence: str, report: dict[str, Any], hint: str | None = None) -> CheckFailed:
     shown = "; ".join(check.failures[:4]) + (f"; and {len(check.failures) - 4} more" if len(check.failures) > 4 else "")
+    rounding = (
+        "if only --dtype rounding exceeds the tolerance, raise --atol; otherwise "
+        if check.dtype
+        in (
+            "float16",
+            "bfloat16",
+        )
+        else ""
+    )
     error = CheckFailed(
         f"the converted model does not compute what the checkpoint computed: {shown}; {consequence}",
-        "if only --dtype rounding exceeds the tolerance, raise --atol; otherwise check that --base-model is "
-        "the config the model was trained with (layers, attention_window) and see the report (--report)",
+        hint
+        or f"{rounding}check that --base-model is the config the model was trained with (layers, attention_window) "
+        "and see the report (--report)",
     )
     error.report = report
     return error
@@ -348,10 +358,21 @@ def verify(
         if global_attention is None:
             global_attention = _recorded_global_attention(model_dir)
         state["ckpt"] = ckpt = _read(checkpoint, trust_checkpoint, progress)
+        recorded = _recorded_source(model_dir)
+        other = (
+            f"{checkpoint} is not the checkpoint {model_dir} was converted from (its report names SHA-256 "
+            f"{recorded[:16]}..., this file has {ckpt.sha256[:16]}...)"
+            if recorded and recorded != ckpt.sha256
+            else None
+        )
         with progress.stage("base-model", "Resolve the reference config") as stage:
             state["base"] = base = _base(base_model, ckpt) if base_model else _folder_base(model_dir)
             stage.detail = base.spec
-        with progress.stage("map", "Map the keys") as stage, _folder_config_fails(base_model or lightning_module):
+        with (
+            progress.stage("map", "Map the keys") as stage,
+            _folder_config_fails(base_model or lightning_module),
+            _checkpoint_does_not_fit(task, other),
+        ):
             labels = tuple(folder_config["id2label"][str(i)] for i in range(len(folder_config.get("id2label") or {})))
             mapping, config = _plan(
                 ckpt,
@@ -394,8 +415,36 @@ def verify(
         if report is not None:
             write_json(report, result)
         if not check.passed:
+            if other:
+                raise _check_failed(check, other, result, "pass the checkpoint the folder was converted from")
             raise _check_failed(check, f"{model_dir} is not a faithful conversion", result)
     return result
+
+
+def _recorded_source(folder: Path) -> str | None:
+    try:
+        return str(json.loads((folder / REPORT_NAME).read_text())["source"]["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextlib.contextmanager
+def _checkpoint_does_not_fit(task: tasks.Task, other: str | None) -> Iterator[None]:
+    # verify reads the task from the folder: a checkpoint that does not fit it is not the folder's source
+    try:
+        yield
+    except MappingError as exc:
+        if isinstance(exc, selection.ConfigDisagreement):
+            raise
+        text = exc.format_message()
+        if exc.hint:
+            text = text[: text.rfind(exc.hint.rstrip(".")[1:]) - 1].rstrip(". ")
+        raise MappingError(
+            f"{other or 'the checkpoint does not fit the folder'}: the folder is {task.name} ({task.architecture}), "
+            f"and {text}",
+            "pass the checkpoint this folder was converted from, or convert this checkpoint with "
+            "`longformer-convert convert`",
+        ) from None
 
 
 @contextlib.contextmanager

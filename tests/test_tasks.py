@@ -447,3 +447,19 @@ def test_a_linear_over_the_pooler_output_is_exactly_a_sequence_classifier(base_m
     )
     assert report["conversion"]["num_labels"] == 4
     compare_with_module(out, module.eval(), tasks.get("text-classification"))
+
+
+def test_verify_names_a_checkpoint_the_folder_was_not_converted_from(trained, converted, tmp_path):
+    folder, _ = converted[("text-classification", "wrapped")]
+    other_task, _ = trained[("token-classification", "wrapped")]
+    result = run("verify", "--model", folder, "--checkpoint", other_task)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "is not the checkpoint" in line and "the folder is text-classification" in line
+    assert "Pass the checkpoint this folder was converted from" in line and "--task" not in line
+    same_task, _ = trained[("text-classification", "sibling")]
+    result = run("verify", "--model", folder, "--checkpoint", same_task)
+    assert result.exit_code == 3
+    line = one_error_line(result)
+    assert "is not the checkpoint" in line and "Pass the checkpoint the folder was converted from" in line
+    assert "--atol" not in line, "a float32 folder: rounding is not the cause"
