@@ -354,7 +354,7 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     else:
         if head and head["readings"]:
             readings = "; ".join(f"{r['task']} ({r['why']})" for r in head["readings"])
-            lines.append(f"readings:      {readings}")
+            lines.append(f"readings:      {readings}; or a head no transformers class computes (feature-extraction)")
         lines.append(f"task:          not decided: {info['layout_error']}")
     click.echo("\n".join(lines))
 

@@ -131,30 +131,63 @@ def check_table(check: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _base_line(spec: str) -> str:
+    if _hub_id(spec):
+        return f"`{spec}`"
+    return f"a local folder, `{Path(spec).name}`" if spec else "n/a"
+
+
 def _hub_id(spec: str) -> str | None:
     if not spec or Path(spec).is_absolute() or spec.startswith(".") or "/" not in spec or Path(spec).exists():
         return None
     return spec
 
 
+#: How the model card's snippet tokenizes, by the task's input kind (``Task.inputs``).
+_TOKENIZE = {
+    "pair": ['inputs = tokenizer("a question?", "a long context ...", return_tensors="pt")'],
+    "text": ['inputs = tokenizer("a long document ...", return_tensors="pt")'],
+    "masked": ['inputs = tokenizer(f"a long document with a {tokenizer.mask_token} ...", return_tensors="pt")'],
+    "choices": [
+        'inputs = tokenizer(["a question?"] * 2, ["choice A", "choice B"], return_tensors="pt", padding=True)',
+        "inputs = {name: value.unsqueeze(0) for name, value in inputs.items()}  # (batch, choices, seq)",
+    ],
+    "seq2seq": ['inputs = tokenizer("a long document ...", return_tensors="pt")'],
+}
+
+
 def _usage(conv: dict[str, Any]) -> list[str]:
-    """How a downstream job loads the folder and calls it as the module was trained."""
+    """How a downstream job loads the folder, calls it as the module was trained, and reads the outputs."""
+    from .tasks import get
+
+    task = get(conv["task"], conv.get("family"))
     attention = conv["global_attention"]
-    lines = [
-        "```python",
-        "import torch",
+    lines = ["```python"]
+    if attention["call"]:
+        lines.append("import torch")
+    lines += [
         f"from transformers import {conv['auto_class']}, AutoTokenizer",
         "",
         f'model = {conv["auto_class"]}.from_pretrained("path/to/this/folder")',
         'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
+        *_TOKENIZE[task.inputs],
     ]
     if attention["call"]:
         lines += [
-            'inputs = tokenizer("...", return_tensors="pt")',
             f"# trained with global attention `{attention['convention']}`, not the class default "
             f"`{attention['class_default']}`: pass it explicitly",
             attention["call"],
             f"outputs = {_call(conv)}(**inputs, global_attention_mask=global_attention_mask)",
+        ]
+    else:
+        lines.append(f"outputs = {_call(conv)}(**inputs)")
+    if task.read_outputs:
+        lines.append(task.read_outputs)
+    if task.pipeline and not attention["call"]:
+        lines += [
+            "",
+            "from transformers import pipeline",
+            f'run = pipeline("{task.pipeline}", model="path/to/this/folder")',
         ]
     lines.append("```")
     return lines
@@ -193,13 +226,14 @@ def model_card(report: dict[str, Any]) -> str:
         f"| SHA-256 | `{src['sha256']}` |",
         f"| written by | {src['generation']}, Lightning {_fmt(src['lightning_version'])} |",
         f"| epoch / global step | {_fmt(src['epoch'])} / {_fmt(src['global_step'])} |",
-        f"| base model (config, tokenizer) | `{_fmt(base_id)}` |",
+        f"| base model (config, tokenizer) | {_base_line(base_id)} |",
         f"| task | `{conv['task']}` ({conv['architecture']}); head: {conv['head']} |",
         f"| global attention | `{attention['convention']}` (class default: `{attention['class_default']}`) |",
     ]
     if conv.get("num_labels"):
         labels = ", ".join(conv["id2label"][str(i)] for i in range(conv["num_labels"]))
-        lines.append(f"| labels | {conv['num_labels']}: {labels} (from {conv['labels_from']}) |")
+        source = "" if conv["labels_from"].startswith("none") else f" (from {conv['labels_from']})"
+        lines.append(f"| labels | {conv['num_labels']}: {labels}{source} |")
     if conv.get("problem_type"):
         lines.append(f"| problem type | `{conv['problem_type']}` |")
     if conv.get("untied"):

@@ -543,6 +543,7 @@ class Task:
             makes this task the way out for heads no transformers class computes.
         head_doc: the head the class needs, for messages and the README.
         problem_type: the class reads ``config.problem_type`` (``--problem-type``).
+        read_outputs: one line of Python that turns ``outputs`` into an answer (model card).
         family: the model family (``FAMILIES``).
         usual_global_attention: the convention ``--global-attention default`` means when the
             family's users put global attention where the class does not (LED: the first token);
@@ -569,6 +570,7 @@ class Task:
     tie_policy: str = "untie"
     family: str = "longformer"
     usual_global_attention: str | None = None
+    read_outputs: str = ""
 
     def model_class(self) -> Any:
         """The transformers class (imports transformers)."""
@@ -587,6 +589,10 @@ class Task:
 ENTRIES: tuple[Task, ...] = (
     Task(
         name="question-answering",
+        read_outputs=(
+            "start, end = int(outputs.start_logits[0].argmax()), int(outputs.end_logits[0].argmax())  "
+            "# best span: maximise start + end logits over the context, end >= start"
+        ),
         architecture="LongformerForQuestionAnswering",
         auto_class="AutoModelForQuestionAnswering",
         pipeline_tag="question-answering",
@@ -602,6 +608,7 @@ ENTRIES: tuple[Task, ...] = (
     ),
     Task(
         name="text-classification",
+        read_outputs="label = model.config.id2label[int(outputs.logits[0].argmax())]",
         architecture="LongformerForSequenceClassification",
         auto_class="AutoModelForSequenceClassification",
         pipeline_tag="text-classification",
@@ -619,6 +626,7 @@ ENTRIES: tuple[Task, ...] = (
     ),
     Task(
         name="token-classification",
+        read_outputs="tags = [model.config.id2label[int(i)] for i in outputs.logits[0].argmax(-1)]",
         architecture="LongformerForTokenClassification",
         auto_class="AutoModelForTokenClassification",
         pipeline_tag="token-classification",
@@ -635,6 +643,7 @@ ENTRIES: tuple[Task, ...] = (
     ),
     Task(
         name="multiple-choice",
+        read_outputs="choice = int(outputs.logits[0].argmax())  # index into the choices",
         architecture="LongformerForMultipleChoice",
         auto_class="AutoModelForMultipleChoice",
         pipeline_tag="multiple-choice",
@@ -650,6 +659,9 @@ ENTRIES: tuple[Task, ...] = (
     ),
     Task(
         name="fill-mask",
+        read_outputs=(
+            "word = tokenizer.decode(outputs.logits[0, inputs['input_ids'][0] == tokenizer.mask_token_id].argmax(-1))"
+        ),
         architecture="LongformerForMaskedLM",
         auto_class="AutoModelForMaskedLM",
         pipeline_tag="fill-mask",
@@ -671,6 +683,7 @@ ENTRIES: tuple[Task, ...] = (
     ),
     Task(
         name="feature-extraction",
+        read_outputs="features = outputs.last_hidden_state  # (batch, seq, hidden)",
         architecture="LongformerModel",
         auto_class="AutoModel",
         pipeline_tag="feature-extraction",
@@ -688,6 +701,7 @@ ENTRIES: tuple[Task, ...] = (
     ),
     Task(
         name="text2text-generation",
+        read_outputs="summary = tokenizer.batch_decode(outputs, skip_special_tokens=True)[0]",
         architecture="LEDForConditionalGeneration",
         auto_class="AutoModelForSeq2SeqLM",
         pipeline_tag="summarization",
@@ -711,6 +725,7 @@ ENTRIES: tuple[Task, ...] = (
     ),
     Task(
         name="feature-extraction",
+        read_outputs="features = outputs.last_hidden_state  # (batch, seq, hidden)",
         architecture="LEDModel",
         auto_class="AutoModel",
         pipeline_tag="feature-extraction",

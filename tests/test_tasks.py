@@ -463,3 +463,32 @@ def test_verify_names_a_checkpoint_the_folder_was_not_converted_from(trained, co
     line = one_error_line(result)
     assert "is not the checkpoint" in line and "Pass the checkpoint the folder was converted from" in line
     assert "--atol" not in line, "a float32 folder: rounding is not the cause"
+
+
+@pytest.mark.parametrize(
+    ("task", "layout"),
+    [
+        ("question-answering", "wrapped"),
+        ("text-classification", "sibling"),
+        ("token-classification", "wrapped"),
+        ("multiple-choice", "wrapped"),
+        ("fill-mask", "wrapped"),
+        ("feature-extraction", "sibling"),
+    ],
+)
+def test_the_model_cards_snippet_runs(converted, task, layout):
+    out, _ = converted[(task, layout)]
+    card = (out / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0].replace("path/to/this/folder", str(out))
+    scope: dict[str, Any] = {}
+    exec(compile(code, "model card", "exec"), scope)  # noqa: S102 - the card's own snippet, as a user pastes it
+    assert scope["outputs"] is not None
+    read = {
+        "question-answering": "start",
+        "text-classification": "label",
+        "token-classification": "tags",
+        "multiple-choice": "choice",
+        "fill-mask": "word",
+        "feature-extraction": "features",
+    }[task]
+    assert scope[read] is not None
