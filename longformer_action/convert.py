@@ -28,6 +28,8 @@ from .tasks import FAMILIES, Task, family_of_model_type
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+#: The tensors of a head no transformers class computes, under their checkpoint names (feature-extraction).
+CUSTOM_HEAD_NAME = "custom_head.safetensors"
 
 _SAFETENSORS_DTYPES = {
     "float64": "F64",
@@ -334,6 +336,22 @@ def write_model(
     for source in [*base.tokenizer_files, *base.extra_files]:
         shutil.copyfile(source, folder / source.name)
     return [file_info(p, digests) for p in sorted(folder.iterdir())]
+
+
+def write_custom_head(folder: Path, ckpt: Checkpoint, mapping: KeyMapping) -> str | None:
+    """Keep the tensors of a head no class computes beside the model, as they are in the checkpoint.
+
+    ``--task feature-extraction`` exports the encoder alone; the head's tensors (``KeyMapping.custom_head``)
+    go to ``custom_head.safetensors`` under their checkpoint names and dtypes, so that nothing the
+    module trained is lost (``safetensors.torch.load_file`` reads them back).
+
+    Returns:
+        The file's SHA-256, or ``None`` when there is no custom head.
+    """
+    if not mapping.custom_head:
+        return None
+    tensors = {key: ckpt.state_dict[key] for key in sorted(mapping.custom_head)}
+    return _write_safetensors(folder / CUSTOM_HEAD_NAME, tensors, dtype="keep", advance=None)
 
 
 def _write_safetensors(

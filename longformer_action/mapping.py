@@ -42,6 +42,9 @@ class KeyMapping:
         dropped: source key to the reason it was dropped.
         num_labels: the head's number of outputs, where the task's class takes it from the config.
         untied: tied target key (``Task.tied``) to why it is saved untied; empty when all are tied.
+        family: the model family (``tasks.FAMILIES``).
+        custom_head: source keys of a head no class computes, dropped by ``feature-extraction``
+            (kept beside the model in ``custom_head.safetensors``).
         family: the model family (``tasks.FAMILIES``): ``longformer`` or ``led``.
     """
 
@@ -57,6 +60,7 @@ class KeyMapping:
     num_labels: int | None = None
     untied: dict[str, str] = field(default_factory=dict)
     family: str = "longformer"
+    custom_head: list[str] = field(default_factory=list)
 
     @property
     def has_pooler(self) -> bool:
@@ -294,8 +298,10 @@ def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str
         if source in head_sources:
             if chosen.drops_head:
                 result.dropped[source] = (
-                    f"not part of {chosen.architecture}: --task {chosen.name} exports {family.parts} alone"
+                    f"not part of {chosen.architecture}: --task {chosen.name} exports {family.parts} alone "
+                    "(kept in custom_head.safetensors)"
                 )
+                result.custom_head.append(source)
                 continue
             raise MappingError(
                 f"checkpoint key '{source}' is outside the encoder and the {chosen.title} head",

@@ -28,6 +28,7 @@ from .convert import (
     staged_output,
     tie_weights,
     write_checksums,
+    write_custom_head,
     write_model,
 )
 from .errors import CheckFailed, ConversionError, MappingError
@@ -207,6 +208,8 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 max_shard_size=options.max_shard_size,
                 advance=progress.bytes_meter("save", total),
             )
+            if write_custom_head(staged.path, ckpt, mapping):
+                files = [file_info(p, {f.name: f.sha256 for f in files}) for p in sorted(staged.path.iterdir())]
             state["files"], state["dtype_saved"] = files, str(config.dtype)
             stage.detail = f"{len(files)} files, {human_bytes(sum(f.bytes for f in files))}, {config.dtype}"
         if options.check:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .base_model import BaseModel
 from .checkpoint import Checkpoint
-from .convert import FileInfo
+from .convert import CUSTOM_HEAD_NAME, FileInfo
 from .mapping import KeyMapping
 from .progress import human_bytes
 from .verify import CheckResult
@@ -246,6 +246,12 @@ def model_card(report: dict[str, Any]) -> str:
     dropped = [k for k in report["mapping"]["keys"] if k["fate"] == "dropped"]
     if dropped:
         lines += ["Dropped keys:", ""] + [f"- `{k['source']}`: {k['reason']}" for k in dropped] + [""]
+    if any(f["name"] == CUSTOM_HEAD_NAME for f in report["files"]):
+        lines += [
+            f"The custom head's tensors are kept in `{CUSTOM_HEAD_NAME}` under their checkpoint names: "
+            f'`safetensors.torch.load_file("path/to/this/folder/{CUSTOM_HEAD_NAME}")`.',
+            "",
+        ]
     lines += ["## Check", ""]
     if check is None:
         lines += ["Not checked (converted with `--no-check`).", ""]

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import tasks
 from .checkpoint import Checkpoint
-from .convert import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, mapped_tensors, target_dtype
+from .convert import CUSTOM_HEAD_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, mapped_tensors, target_dtype
 from .errors import ConversionError
 from .mapping import KeyMapping
 from .tasks import Task
@@ -104,10 +104,13 @@ def _weight_files(folder: Path) -> list[Path]:
     return [folder / WEIGHTS_NAME]
 
 
-def compare_tensors(folder: Path, expected: Mapping[str, Any], dtype: str) -> tuple[int, list[str]]:
+def compare_tensors(
+    folder: Path, expected: Mapping[str, Any], dtype: str, *, files: list[Path] | None = None
+) -> tuple[int, list[str]]:
     """Compare every tensor in the folder's weights with its source, cast as the conversion cast it.
 
-    Exact: a cast is deterministic, so ``saved == source.to(dtype)`` bit for bit.
+    Exact: a cast is deterministic, so ``saved == source.to(dtype)`` bit for bit. ``files`` are the
+    safetensors files to read (default: the model's weights files).
 
     Returns:
         The number of tensors compared, and one line per difference (including missing and extra).
@@ -117,7 +120,7 @@ def compare_tensors(folder: Path, expected: Mapping[str, Any], dtype: str) -> tu
 
     failures: list[str] = []
     seen: set[str] = set()
-    for path in _weight_files(folder):
+    for path in files if files is not None else _weight_files(folder):
         if not path.is_file():
             failures.append(f"weights file {path.name} is missing")
             continue
@@ -573,6 +576,11 @@ def run_check(
     tensors = mapped_tensors(ckpt, mapping)
 
     result.tensors_compared, result.tensor_failures = compare_tensors(folder, tensors, dtype)
+    if mapping.custom_head:
+        kept = {key: ckpt.state_dict[key] for key in mapping.custom_head}
+        count, failures = compare_tensors(folder, kept, "keep", files=[folder / CUSTOM_HEAD_NAME])
+        result.tensors_compared += count
+        result.tensor_failures += failures
     result.failures.extend(result.tensor_failures)
 
     tokenizer = load_tokenizer(folder)

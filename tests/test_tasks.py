@@ -277,6 +277,13 @@ def test_a_custom_head_is_refused_then_exported_with_feature_extraction(base_mod
     model = tasks.get("feature-extraction").loader_class().from_pretrained(out)
     source = torch.load(ckpt, weights_only=False, map_location="cpu")["state_dict"]
     assert torch.equal(model.embeddings.word_embeddings.weight, source["encoder.embeddings.word_embeddings.weight"])
+    # nothing the module trained is lost: the head's tensors are kept beside the model, checked
+    from safetensors.torch import load_file
+
+    head = load_file(out / "custom_head.safetensors")
+    assert set(head) == set(dropped) and all(torch.equal(head[k], source[k]) for k in head)
+    assert "custom_head.safetensors" in card and "custom_head.safetensors" in (out / "SHA256SUMS").read_text()
+    assert report["check"]["tensors_compared"] == len(report["mapping"]["keys"])
 
 
 def test_labels_from_the_option_and_from_hyper_parameters(base_model, tmp_path):
