@@ -439,9 +439,7 @@ def _checkpoint_does_not_fit(task: tasks.Task, other: str | None) -> Iterator[No
     except MappingError as exc:
         if isinstance(exc, selection.ConfigDisagreement):
             raise
-        text = exc.format_message()
-        if exc.hint:
-            text = text[: text.rfind(exc.hint.rstrip(".")[1:]) - 1].rstrip(". ")
+        text = _without_hint(exc)
         raise MappingError(
             f"{other or 'the checkpoint does not fit the folder'}: the folder is {task.name} ({task.architecture}), "
             f"and {text}",
@@ -472,14 +470,20 @@ def _folder_config_fails(elsewhere: str | None) -> Iterator[None]:
     except ConversionError as exc:
         if elsewhere:
             raise
-        text = exc.format_message()
-        if exc.hint:
-            text = text[: text.rfind(exc.hint.rstrip(".")[1:]) - 1].rstrip(". ")
+        text = _without_hint(exc)
         raise CheckFailed(
             f"the folder's config.json cannot run the checkpoint's weights (no --base-model: the reference uses it): "
             f"{text}",
             "convert the checkpoint again, or restore the folder's config.json (see its conversion-report.json)",
         ) from None
+
+
+def _without_hint(exc: ConversionError) -> str:
+    """The error's message without its fix, to be given another fix."""
+    text = exc.format_message()
+    if exc.hint:
+        text = text[: text.rfind(exc.hint.rstrip(".")[1:]) - 1].rstrip(". ")
+    return text
 
 
 def _recorded_global_attention(folder: Path) -> str:
