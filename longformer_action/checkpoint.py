@@ -147,6 +147,14 @@ class Inert:
         return f"<inert {self._qualname}>"
 
 
+def _as_pickle_module(unpickler: type[pickle.Unpickler]) -> types.ModuleType:
+    """A module torch.load takes as ``pickle_module``: ``Unpickler`` and ``load`` from ``unpickler``."""
+    module = types.ModuleType("pickle")
+    module.Unpickler = unpickler  # type: ignore[attr-defined]
+    module.load = lambda file, **kwargs: unpickler(file, **kwargs).load()  # type: ignore[attr-defined]
+    return module
+
+
 def _restricted_pickle_module(replaced: set[str], extra: Mapping[str, Any] | None = None) -> types.ModuleType:
     from torch._weights_only_unpickler import _get_allowed_globals
 
@@ -163,14 +171,7 @@ def _restricted_pickle_module(replaced: set[str], extra: Mapping[str, Any] | Non
                 placeholders[qualname] = type(name, (Inert,), {"_qualname": qualname})
             return placeholders[qualname]
 
-    def load(file: Any, **kwargs: Any) -> Any:
-        return RestrictedUnpickler(file, **kwargs).load()
-
-    module = types.ModuleType("longformer_action_restricted_pickle")
-    module.Unpickler = RestrictedUnpickler  # type: ignore[attr-defined]
-    module.load = load  # type: ignore[attr-defined]
-    module.__name__ = "pickle"
-    return module
+    return _as_pickle_module(RestrictedUnpickler)
 
 
 class _RebuildFailed(Exception):
@@ -255,14 +256,7 @@ def _trusted_pickle_module() -> types.ModuleType:
                 # the pure-Python unpickler meets a cut or garbled stream with struct, key or index errors
                 raise pickle.UnpicklingError(f"{type(exc).__name__}: {exc}") from exc
 
-    def load(file: Any, **kwargs: Any) -> Any:
-        return TrustedUnpickler(file, **kwargs).load()
-
-    module = types.ModuleType("longformer_action_trusted_pickle")
-    module.Unpickler = TrustedUnpickler  # type: ignore[attr-defined]
-    module.load = load  # type: ignore[attr-defined]
-    module.__name__ = "pickle"
-    return module
+    return _as_pickle_module(TrustedUnpickler)
 
 
 def unsafe_globals(path: Path) -> list[str]:

@@ -195,6 +195,15 @@ def _container_path(
     )
 
 
+def _comma_list(environ: Mapping[str, str], name: str, empty: str, fix: str) -> str:
+    """A comma-separated input with its items stripped; an empty item is an ``InputError``."""
+    value = action_input(environ, name)
+    items = [item.strip() for item in value.split(",")] if value else []
+    if not all(items):
+        raise InputError(name, f"is '{value}', which has {empty}", fix)
+    return ",".join(items)
+
+
 def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
     """Validate the action's inputs and plan the conversion: the values later steps use, as strings.
 
@@ -240,22 +249,12 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
             "leave it out (`auto` reads the task from the checkpoint's head) or write e.g. `task: text-classification`",
         )
     plan["task"] = task
-    labels = get("labels")
-    if labels and not all(name.strip() for name in labels.split(",")):
-        raise InputError(
-            "labels",
-            f"is '{labels}', which has an empty label",
-            "write the names in output order, e.g. `labels: NEG,POS`",
-        )
-    plan["labels"] = ",".join(name.strip() for name in labels.split(",")) if labels else ""
-    drop = get("drop")
-    if drop and not all(prefix.strip() for prefix in drop.split(",")):
-        raise InputError(
-            "drop",
-            f"is '{drop}', which has an empty prefix",
-            "write the key prefixes comma-separated, e.g. `drop: loss_fn.,class_prior`",
-        )
-    plan["drop"] = ",".join(prefix.strip() for prefix in drop.split(",")) if drop else ""
+    plan["labels"] = _comma_list(
+        environ, "labels", "an empty label", "write the names in output order, e.g. `labels: NEG,POS`"
+    )
+    plan["drop"] = _comma_list(
+        environ, "drop", "an empty prefix", "write the key prefixes comma-separated, e.g. `drop: loss_fn.,class_prior`"
+    )
     attention = get("global-attention")
     if attention not in GLOBAL_ATTENTION:
         raise InputError(

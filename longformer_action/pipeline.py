@@ -19,6 +19,7 @@ from .base_model import BaseModel, resolve_base_model
 from .checkpoint import Checkpoint, read_checkpoint
 from .choices import DEFAULT_BASE_MODEL
 from .convert import (
+    CUSTOM_HEAD_NAME,
     check_tensors,
     expected_shapes,
     file_info,
@@ -208,8 +209,10 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 max_shard_size=options.max_shard_size,
                 advance=progress.bytes_meter("save", total),
             )
-            if write_custom_head(staged.path, ckpt, mapping):
-                files = [file_info(p, {f.name: f.sha256 for f in files}) for p in sorted(staged.path.iterdir())]
+            head_digest = write_custom_head(staged.path, ckpt, mapping)
+            if head_digest:
+                digests = {f.name: f.sha256 for f in files} | {CUSTOM_HEAD_NAME: head_digest}
+                files = [file_info(p, digests) for p in sorted(staged.path.iterdir())]
             state["files"], state["dtype_saved"] = files, str(config.dtype)
             stage.detail = f"{len(files)} files, {human_bytes(sum(f.bytes for f in files))}, {config.dtype}"
         if options.check:
