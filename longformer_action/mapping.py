@@ -213,18 +213,26 @@ def _head(
     return head, back
 
 
+class AmbiguousHead(MappingError):
+    """The head's keys allow more than one task; ``readings`` names each (for ``--task auto``)."""
+
+    readings: tuple[str, ...] = ()
+
+
 def _ambiguous(
     head: Head, shapes_by_key: Mapping[str, Shape], found: list[Reading], encoder: str, family: Family
 ) -> MappingError:
     ways = "; ".join(f"{tasks.get(r.task, family.name).title}: {r.why} (--task {r.task})" for r in found)
-    return MappingError(
+    error = AmbiguousHead(
         f"the head beside the encoder ('{encoder or '<root>'}') allows more than one reading: "
         f"{_with_shapes(head.keys, shapes_by_key)} may be {ways}; or a head no transformers class computes, "
         "such as a classifier applied to <s> only (--task feature-extraction)",
-        "pass --task with the reading that is what the LightningModule computed "
-        "(--task feature-extraction exports the encoder alone and lists the dropped keys; "
-        "with it, declare --global-attention as the module passed it, e.g. first-token)",
+        "pass --task with the reading that is what the LightningModule computed, and --global-attention with "
+        "the mask it passed to the encoder (e.g. none; --task feature-extraction exports the encoder alone and "
+        "lists the dropped keys)",
     )
+    error.readings = tuple(dict.fromkeys(r.task for r in found))
+    return error
 
 
 def _custom(

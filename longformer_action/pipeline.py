@@ -16,7 +16,7 @@ from typing import Any
 
 from . import adapters, selection, tasks
 from .base_model import BaseModel, resolve_base_model
-from .checkpoint import Checkpoint, read_checkpoint
+from .checkpoint import Checkpoint, file_sha256, read_checkpoint
 from .choices import DEFAULT_BASE_MODEL
 from .convert import (
     CUSTOM_HEAD_NAME,
@@ -135,6 +135,7 @@ def _plan(
     tie_weights(ckpt, mapping, chosen, config)
     check_mapping(mapping, shapes, expected_shapes(chosen, config, pooler=mapping.has_pooler), chosen)
     state["conversion"] = _facts(chosen, mapping, config, source, global_attention)
+    state["conversion"]["selection"] = {"copy": copy, "drop": list(drop)}
     if found is not None:
         state["reference"] = merged.reference  # popped by the caller: not a report field
     return mapping, config
@@ -160,6 +161,7 @@ def _facts(task: tasks.Task, mapping: KeyMapping, config: Any, label_source: str
             "call": None if convention == task.global_attention else tasks.GLOBAL_ATTENTION_CALLS[convention],
         },
         "tied": not mapping.untied and bool(task.tied),
+        "pooler": mapping.has_pooler,
         "untied": dict(mapping.untied),
     }
 
@@ -285,8 +287,15 @@ def _map_line(mapping: KeyMapping, facts: dict[str, Any]) -> str:
     return (
         f"{facts['task']} ({facts['architecture']}{labels}); {len(mapping.mapped)} mapped, "
         f"{len(mapping.dropped)} dropped; {mapping.layout}; global attention: "
-        f"{facts['global_attention']['convention']}"
+        f"{facts['global_attention']['convention']}{_assumed(facts)}"
     )
+
+
+def _assumed(facts: dict[str, Any]) -> str:
+    # a checkpoint does not record what its module passed as global_attention_mask: say when it was assumed
+    if facts["global_attention"]["declared"] != "default":
+        return ""
+    return " (assumed, the task's default: pass --global-attention with what the module passed, e.g. none)"
 
 
 def _check_line(check: Any) -> str:
@@ -313,8 +322,8 @@ def _check_failed(check: Any, consequence: str, report: dict[str, Any], hint: st
     error = CheckFailed(
         f"the converted model does not compute what the checkpoint computed: {shown}; {consequence}",
         hint
-        or f"{rounding}check that --base-model is the config the model was trained with (layers, attention_window) "
-        "and see the report (--report)",
+        or f"{rounding}check that --global-attention is what the module passed, and that --base-model is the config "
+        "the model was trained with (layers, attention_window); see the report (--report)",
     )
     error.report = report
     return error
@@ -363,6 +372,8 @@ def verify(
             )
         if global_attention is None:
             global_attention = _recorded_global_attention(model_dir)
+        if copy is None and not drop:
+            copy, drop = _recorded_selection(model_dir)
         state["ckpt"] = ckpt = _read(checkpoint, trust_checkpoint, progress)
         recorded = _recorded_source(model_dir)
         other = (
@@ -417,6 +428,10 @@ def verify(
             stage.detail = _check_line(check)
         if not check.passed and base_model:
             check.failures[:0] = selection.config_file_differences(folder_config, config)
+        changed = _changed_files(model_dir)
+        if changed:
+            check.failures += changed
+            check.passed = False
         result = build_report(command="verify", **state)
         if report is not None:
             write_json(report, result)
@@ -428,10 +443,8 @@ def verify(
 
 
 def _recorded_source(folder: Path) -> str | None:
-    try:
-        return str(json.loads((folder / REPORT_NAME).read_text())["source"]["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    sha256 = (_recorded(folder).get("source") or {}).get("sha256")
+    return str(sha256) if sha256 else None
 
 
 @contextlib.contextmanager
@@ -489,12 +502,35 @@ def _without_hint(exc: ConversionError) -> str:
     return text
 
 
-def _recorded_global_attention(folder: Path) -> str:
+def _recorded(folder: Path) -> dict[str, Any]:
     try:
         report = json.loads((folder / REPORT_NAME).read_text())
-        return str(report["conversion"]["global_attention"]["convention"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return "default"
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def _recorded_selection(folder: Path) -> tuple[str | None, tuple[str, ...]]:
+    """The ``--copy`` and ``--drop`` the folder was converted with (its report), for ``verify``."""
+    chosen = ((_recorded(folder).get("conversion") or {}).get("selection")) or {}
+    return chosen.get("copy"), tuple(chosen.get("drop") or ())
+
+
+def _changed_files(folder: Path) -> list[str]:
+    """One line per file the folder's report lists that is missing or whose SHA-256 changed since the conversion."""
+    lines = []
+    for listed in _recorded(folder).get("files") or []:
+        path = folder / str(listed.get("name", ""))
+        if not path.is_file():
+            lines.append(f"{path.name}, listed in {REPORT_NAME}, is missing")
+        elif file_sha256(path) != listed.get("sha256"):
+            lines.append(f"{path.name} changed since the conversion (its SHA-256 differs from {REPORT_NAME})")
+    return lines
+
+
+def _recorded_global_attention(folder: Path) -> str:
+    attention = ((_recorded(folder).get("conversion") or {}).get("global_attention")) or {}
+    return str(attention.get("convention") or "default")
 
 
 def _folder_base(folder: Path) -> BaseModel:

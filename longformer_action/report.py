@@ -15,6 +15,8 @@ from .checkpoint import Checkpoint
 from .convert import CUSTOM_HEAD_NAME, FileInfo
 from .mapping import KeyMapping
 from .progress import human_bytes
+from .tasks import FAMILIES
+from .tasks import get as get_task
 from .verify import CheckResult
 
 REPORT_NAME = "conversion-report.json"
@@ -158,9 +160,7 @@ _TOKENIZE = {
 
 def _usage(conv: dict[str, Any]) -> list[str]:
     """How a downstream job loads the folder, calls it as the module was trained, and reads the outputs."""
-    from .tasks import get
-
-    task = get(conv["task"], conv.get("family"))
+    task = get_task(conv["task"], conv.get("family"))
     attention = conv["global_attention"]
     lines = ["```python"]
     if attention["call"]:
@@ -246,6 +246,12 @@ def model_card(report: dict[str, Any]) -> str:
     dropped = [k for k in report["mapping"]["keys"] if k["fate"] == "dropped"]
     if dropped:
         lines += ["Dropped keys:", ""] + [f"- `{k['source']}`: {k['reason']}" for k in dropped] + [""]
+    if get_task(conv["task"], conv.get("family")).pooler is None and conv.get("pooler") is False:
+        lines += [
+            "The checkpoint has no pooler: `from_pretrained` initialises `pooler.dense` and says so (the check "
+            "allows exactly those keys to be missing). Use `last_hidden_state`; `pooler_output` means nothing here.",
+            "",
+        ]
     if any(f["name"] == CUSTOM_HEAD_NAME for f in report["files"]):
         lines += [
             f"The custom head's tensors are kept in `{CUSTOM_HEAD_NAME}` under their checkpoint names: "
@@ -260,7 +266,7 @@ def model_card(report: dict[str, Any]) -> str:
         lines += [
             f"The forward-pass check {verdict}: the folder, reloaded with `{conv['auto_class']}.from_pretrained`, "
             f"was compared with the checkpoint's own weights run as the LightningModule ran them (global attention "
-            f"`{attention['convention']}`), on inputs of shape {check['inputs'].get('shape')} "
+            f"`{attention['convention']}`{_declared(attention)}), on inputs of shape {check['inputs'].get('shape')} "
             f"({check['inputs'].get('kind')}; lengths {check['inputs'].get('lengths')}).",
             "",
             *check_table(check),
@@ -270,21 +276,24 @@ def model_card(report: dict[str, Any]) -> str:
     return str(card)
 
 
-def _title(conv: dict[str, Any]) -> str:
-    from .tasks import get
+def _declared(attention: dict[str, Any]) -> str:
+    if attention["declared"] != "default":
+        return ", as declared with --global-attention"
+    return (
+        ", the task's default, assumed: a checkpoint does not record it, so a module that passed another mask "
+        "needs --global-attention"
+    )
 
-    return get(conv["task"], conv.get("family")).title
+
+def _title(conv: dict[str, Any]) -> str:
+    return get_task(conv["task"], conv.get("family")).title
 
 
 def _call(conv: dict[str, Any]) -> str:
-    from .tasks import get
-
-    return "model.generate" if get(conv["task"], conv.get("family")).inputs == "seq2seq" else "model"
+    return "model.generate" if get_task(conv["task"], conv.get("family")).inputs == "seq2seq" else "model"
 
 
 def _family_title(conv: dict[str, Any]) -> str:
-    from .tasks import FAMILIES
-
     return FAMILIES[conv.get("family") or "longformer"].short
 
 

@@ -290,7 +290,7 @@ def explain_extra_keys(shapes: Mapping[str, Shape], error: MappingError, *, task
     from itertools import combinations
 
     from . import tasks
-    from .mapping import plan_mapping
+    from .mapping import AmbiguousHead, plan_mapping
 
     _, stripped = _strip_wrappers(list(shapes))
     groups: dict[str, list[str]] = {}
@@ -305,6 +305,9 @@ def explain_extra_keys(shapes: Mapping[str, Shape], error: MappingError, *, task
                 continue
             try:
                 mapping = plan_mapping(left, task=task, prefix=prefix)
+            except AmbiguousHead as exc:  # without them, a head with several readings: --task decides
+                found.append((chosen, exc.readings))
+                continue
             except MappingError:
                 continue
             if not tasks.get(mapping.task).drops_head:
@@ -315,8 +318,16 @@ def explain_extra_keys(shapes: Mapping[str, Shape], error: MappingError, *, task
         return error
     chosen, mapping = found[0]
     keys = [k for g in chosen for k in groups[g]]
-    entry = tasks.get(mapping.task)
     options = " ".join(f"--drop {g}{'.' if len(groups[g]) > 1 or groups[g][0] != g else ''}" for g in chosen)
+    if isinstance(mapping, tuple):
+        return MappingError(
+            f"checkpoint keys {', '.join(f'{k!r} {list(shapes[k])}' for k in sorted(keys)[:6])} are not part of the "
+            f"model: without them the head beside the encoder may be {' or '.join(mapping)}",
+            f"if they are not model weights (a loss's class weights, a metric's state), pass {options} with the "
+            f"--task the module computed ({', '.join(f'--task {t}' for t in mapping)}) and the --global-attention "
+            "it passed",
+        )
+    entry = tasks.get(mapping.task)
     return MappingError(
         f"checkpoint keys {', '.join(f'{k!r} {list(shapes[k])}' for k in sorted(keys)[:6])} are not part of the "
         f"model: without them "

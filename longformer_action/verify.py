@@ -386,8 +386,15 @@ def module_reference(spec: str, checkpoint: Path, task: Task) -> Callable[[Mappi
     names = [n for n in task.outputs if n != "pooler_output"]
 
     def run(inputs: Mapping[str, Any], global_mask: Any) -> dict[str, Any]:
-        with torch.inference_mode():
-            out = model(**inputs, global_attention_mask=global_mask)
+        try:
+            with torch.inference_mode():
+                out = model(**inputs, global_attention_mask=global_mask)
+        except Exception as exc:  # user code: its failure is the user's to see, on one line
+            raise ConversionError(
+                f"{spec}.forward failed on the check's inputs ({_first_line(exc)})",
+                f"its forward must take {', '.join(inputs)} and global_attention_mask as keyword arguments "
+                "(global_attention_mask is the mask --global-attention describes)",
+            ) from None
         if all(hasattr(out, n) for n in names):
             values = [getattr(out, n) for n in names]
         elif isinstance(out, (tuple, list)) and len(out) == len(names):

@@ -132,7 +132,9 @@ def test_every_task_and_layout_converts_exactly(trained, converted, task, layout
         assert torch.equal(tensors[target], torch.cat([source[p] for p in parts])), target
 
     compare_with_module(out, module, entry)
+    assert "(assumed, the task's default: pass --global-attention" in result.stderr
     card = (out / "README.md").read_text()
+    assert "the task's default, assumed" in card
     assert (
         f"pipeline_tag: {entry.pipeline_tag}" in card
         and entry.auto_class in card
@@ -274,6 +276,7 @@ def test_a_custom_head_is_refused_then_exported_with_feature_extraction(base_mod
     assert set(dropped) == {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}
     card = (out / "README.md").read_text()
     assert all(f"`{k}`" in card for k in dropped) and "exports the encoder alone" in card
+    assert "The checkpoint has no pooler" in card
     model = tasks.get("feature-extraction").loader_class().from_pretrained(out)
     source = torch.load(ckpt, weights_only=False, map_location="cpu")["state_dict"]
     assert torch.equal(model.embeddings.word_embeddings.weight, source["encoder.embeddings.word_embeddings.weight"])
@@ -359,6 +362,7 @@ def test_a_module_trained_without_global_attention(base_model, tmp_path):
     report = json.loads((out / "conversion-report.json").read_text())
     attention = report["conversion"]["global_attention"]
     assert (attention["convention"], attention["class_default"]) == ("none", "question")
+    assert "(assumed" not in result.stderr and "as declared with --global-attention" in (out / "README.md").read_text()
     assert report["check"]["inputs"]["global_attention_passed"] is True
     card = (out / "README.md").read_text()
     assert "global_attention_mask = torch.zeros_like(inputs['input_ids'])" in card
@@ -499,3 +503,20 @@ def test_the_model_cards_snippet_runs(converted, task, layout):
         "feature-extraction": "features",
     }[task]
     assert scope[read] is not None
+
+
+def test_a_loss_weight_beside_an_ambiguous_head_is_named_with_drop_and_task(base_model, tmp_path):
+    module = demo.make_module(base_model, task="token-classification", layout="sibling")
+    module.loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 4.0]))
+    ckpt = demo.fit_and_save(module, demo.batches(base_model, 2, task="token-classification"), tmp_path / "l.ckpt")
+    out = tmp_path / "model"
+    result = run("convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "'loss_fn.weight' [3] are not part of the model" in line and "pass --drop loss_fn." in line
+    assert "--task token-classification" in line and "--global-attention" in line
+    result = run(
+        "convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model,
+        "--drop", "loss_fn.", "--task", "token-classification",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr

@@ -283,3 +283,28 @@ def test_users_lightning_module_as_reference(cli, base_model, tmp_path, monkeypa
         "verify", "--model", out, "--checkpoint", ckpt, "--lightning-module", "nope_pkg:X", "--trust-checkpoint"
     )
     assert missing.exit_code == 1 and "cannot import --lightning-module nope_pkg:X" in one_error_line(missing)
+
+
+def test_a_lightning_module_whose_forward_takes_no_global_attention_mask(cli, base_model, tmp_path, monkeypatch):
+    import importlib
+
+    from longformer_action import demo
+
+    code = USER_MODULE.replace(
+        "def forward(self, input_ids, attention_mask, global_attention_mask):",
+        "def forward(self, input_ids, attention_mask):",
+    ).replace("global_attention_mask=global_attention_mask", "global_attention_mask=None")
+    code = code.replace('batch["attention_mask"], batch["global_attention_mask"])', 'batch["attention_mask"])')
+    (tmp_path / "user_plain.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("user_plain").TriviaQA(str(base_model))
+    ckpt = demo.fit_and_save(module, demo.batches(base_model, 2), tmp_path / "user.ckpt")
+    out = tmp_path / "model"
+    result = cli(
+        "convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model,
+        "--lightning-module", "user_plain:TriviaQA", "--trust-checkpoint",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "user_plain:TriviaQA.forward failed on the check's inputs (TypeError" in line
+    assert "global_attention_mask as keyword arguments" in line and not out.exists()

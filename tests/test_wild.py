@@ -97,6 +97,8 @@ def test_ema_copy_is_converted_and_the_other_dropped(cli, ema_checkpoint, base_m
     assert "another copy of the model" in card and "`ema.n_averaged`" in card
     result = cli("verify", "--model", out, "--checkpoint", ema_checkpoint, "--copy", option)
     assert result.exit_code == 0, result.stderr
+    result = cli("verify", "--model", out, "--checkpoint", ema_checkpoint)  # the report's --copy
+    assert result.exit_code == 0, result.stderr
 
 
 def test_inspect_lists_the_copies(cli, ema_checkpoint):
@@ -379,6 +381,21 @@ def test_verify_without_base_model_blames_the_folders_config(cli, plain_folder, 
     assert result.exit_code == EXIT_CHECK_FAILED, result.stderr
     line = one_error_line(result)
     assert "the folder's config.json cannot run the checkpoint's weights" in line and "attention_window [2, 2]" in line
+
+
+def test_verify_without_base_model_sees_a_config_edited_after_the_conversion(cli, plain_folder, checkpoints, tmp_path):
+    # an edit that still runs, and changes the logits less than the tolerance: only the report's SHA-256 sees it
+    def eps(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        config["layer_norm_eps"] = 1e-5
+        (folder / "config.json").write_text(json.dumps(config))
+
+    folder = _tampered(plain_folder, tmp_path, eps)
+    result = cli("verify", "--model", folder, "--checkpoint", checkpoints["plain"])
+    assert result.exit_code == EXIT_CHECK_FAILED, result.stderr
+    assert "config.json changed since the conversion" in one_error_line(result)
+    result = cli("verify", "--model", plain_folder, "--checkpoint", checkpoints["plain"])
+    assert result.exit_code == 0, result.stderr
 
 
 # --- 8. keys that are not model weights, and missing parts --------------------------------------
