@@ -35,6 +35,9 @@ import pytest
 #: The idle time after which the server drops a kept-alive connection, and the time a test waits for it to stop.
 SOCKET_TIMEOUT = 10.0
 
+#: What ``/api/agent-harnesses`` answers: the registry huggingface_hub's agent detection reads, here empty.
+EMPTY_AGENT_REGISTRY: dict[str, object] = {"standardEnvVars": [], "harnesses": {}}
+
 
 def git_blob_id(data: bytes) -> str:
     """The git object id of a blob, which the Hub serves as the ETag of a regular file."""
@@ -265,6 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if path.startswith("/cdn-lfs/"):
             return self._cdn(path[len("/cdn-lfs/") :], head=head)
+        if path == "/api/agent-harnesses":
+            return self._json(EMPTY_AGENT_REGISTRY, head=head)
         if path.startswith("/api/models/"):
             rest = path[len("/api/models/") :]
             if "/tree/" in rest:
@@ -383,9 +388,14 @@ def point_client_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) 
     huggingface_hub reads ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, the cache and token paths and the timeouts into
     ``huggingface_hub.constants`` at import time, so the constants are patched along with the environment. The
     shared HTTP client is closed so that the next request builds one that sees ``NO_PROXY``.
+
+    The first request of a process also makes the client fetch ``/api/agent-harnesses`` (agent detection for its
+    user agent; no token) and cache it in ``HF_HOME``: the registry is pinned empty here, so that every test sees
+    only the requests it makes, whatever ran before it in the process. Clients in other processes fetch it from the
+    fake, which answers it.
     """
     from huggingface_hub import constants
-    from huggingface_hub.utils import _http
+    from huggingface_hub.utils import _detect_agent, _http
 
     hf_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")  # the package re-exports a class by that name
 
@@ -411,6 +421,7 @@ def point_client_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) 
         "HF_HUB_CACHE": str(home / "hub"),
         "HF_TOKEN_PATH": str(home / "token"),
         "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+        "AGENT_HARNESSES_PATH": str(home / ".agent_harnesses.json"),
         "HF_HUB_DISABLE_IMPLICIT_TOKEN": False,
         "HF_HUB_ETAG_TIMEOUT": 10,
         "HF_HUB_DOWNLOAD_TIMEOUT": 10,
@@ -418,4 +429,5 @@ def point_client_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) 
     for name, value in patched.items():
         monkeypatch.setattr(constants, name, value)
     monkeypatch.setattr(hf_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", True)
+    monkeypatch.setattr(_detect_agent, "_registry", EMPTY_AGENT_REGISTRY)
     _http.close_session()
