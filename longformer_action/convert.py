@@ -107,9 +107,10 @@ def expected_shapes(task: Task, config: Any, *, pooler: bool = True) -> dict[str
             model = cls(config, add_pooling_layer=pooler) if task.pooler is None else cls(config)
     except (ValueError, AssertionError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        family = FAMILIES[task.family]
         raise BaseModelError(
-            f"the base config does not build {task.architecture} (attention_window {config.attention_window}, "
-            f"{config.num_hidden_layers} encoder layers): {first}",
+            f"the base config does not build {task.architecture} (attention_window "
+            f"{family.value(config, 'attention_window')}, {family.value(config, 'layers')} encoder layers): {first}",
             "pass --base-model with the config the model was trained from (an even attention_window, one per layer)",
         ) from None
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -237,9 +237,10 @@ def make_module(
                 self._head = None
             elif layout == "bare":  # LED's own attributes, as LEDForConditionalGeneration has them
                 self.led = LEDModel(config)
-                self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+                hidden, vocab = family.value(config, "hidden_size"), family.value(config, "vocab_size")
+                self.lm_head = nn.Linear(hidden, vocab, bias=False)
                 self.lm_head.weight = self.led.shared.weight
-                self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
+                self.register_buffer("final_logits_bias", torch.zeros(1, vocab))
                 self._head = None
             else:
                 encoder = LongformerModel(config, add_pooling_layer=entry.pooler is not False or layout == "origin")
@@ -321,22 +322,23 @@ def batches(
     from . import tasks
 
     config = json.loads((base_folder / "config.json").read_text())
-    config.setdefault("sep_token_id", config["eos_token_id"])  # LED's config has no separator of its own
+    family = tasks.family_of_config(config)
+    vocab, bos, sep, eos = (
+        family.value(config, r) for r in ("vocab_size", "bos_token_id", "sep_token_id", "eos_token_id")
+    )
     generator = torch.Generator().manual_seed(1)
     entry = tasks.get(task)
     shape = (batch_size, choices, length) if entry.inputs == "choices" else (batch_size, length)
     made = []
     for _ in range(count):
-        ids = torch.randint(5, config["vocab_size"], shape, generator=generator)
-        ids[..., 0] = config["bos_token_id"]
-        ids[..., 7] = ids[..., 8] = ids[..., -1] = config["sep_token_id"]
+        ids = torch.randint(5, vocab, shape, generator=generator)
+        ids[..., 0] = bos
+        ids[..., 7] = ids[..., 8] = ids[..., -1] = sep
         made.append(
             {
                 "input_ids": ids,
                 "attention_mask": torch.ones_like(ids),
-                "global_attention_mask": tasks.global_attention_mask(
-                    entry.global_attention, ids, config["sep_token_id"]
-                ),
+                "global_attention_mask": tasks.global_attention_mask(entry.global_attention, ids, sep),
                 "start": torch.randint(10, length - 4, (batch_size,), generator=generator),
                 "end": torch.randint(10, length - 4, (batch_size,), generator=generator),
                 "label": torch.randint(
@@ -346,9 +348,9 @@ def batches(
             }
         )
         if entry.inputs == "seq2seq":
-            labels = torch.randint(5, config["vocab_size"], (batch_size, 10), generator=generator)
-            labels[:, -1] = config["eos_token_id"]
-            start = torch.full((batch_size, 1), config["decoder_start_token_id"])
+            labels = torch.randint(5, vocab, (batch_size, 10), generator=generator)
+            labels[:, -1] = eos
+            start = torch.full((batch_size, 1), family.value(config, "decoder_start_token_id"))
             made[-1]["labels"] = labels
             made[-1]["decoder_input_ids"] = torch.cat([start, labels[:, :-1]], dim=1)
     return made

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import tasks
 from .checkpoint import Checkpoint, Inert, as_mapping
 from .errors import BaseModelError, MappingError
 from .mapping import _strip_wrappers
@@ -381,31 +382,23 @@ def select(shapes: Mapping[str, Shape], *, copy: str | None = None, drop: Sequen
 
 # --- the config the checkpoint records ----------------------------------------------------------
 
-#: Config fields that change what the model computes, and whose value a hyper-parameter may record.
-CONFIG_FIELDS = (
-    "attention_window",
-    "num_hidden_layers",
-    "hidden_size",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "layer_norm_eps",
-    "max_position_embeddings",
-    "vocab_size",
-    "type_vocab_size",
-    "pad_token_id",
-)
-#: Of those, the ones a single hyper-parameter of that name is compared on (a training script's
-#: ``args.attention_window``); the others are compared only inside a whole config.
-SINGLE_FIELDS = ("attention_window", "max_position_embeddings", "num_hidden_layers")
+# The config fields compared are the family's (``tasks.Family.compared``: those that change what the
+# model computes); a single hyper-parameter is compared on ``Family.single_fields()`` only (a training
+# script's ``args.attention_window``).
 
 
 def _is_config(value: Mapping[Any, Any], qualname: str) -> bool:
-    if qualname.endswith(("LongformerConfig", "RobertaConfig")):
+    families = tasks.FAMILIES.values()
+    if qualname.endswith(("RobertaConfig", *(f.config_class for f in families))):
         return True
-    if value.get("model_type") in ("longformer", "roberta"):
+    if value.get("model_type") in ("roberta", *(f.model_type for f in families)):
         return True
-    return {"attention_window", "hidden_size", "num_hidden_layers"} <= set(value)
+    return any(_marks(f) <= set(value) for f in families)
+
+
+def _marks(family: tasks.Family) -> set[str]:
+    # the fields that together say "a whole config of this family" when model_type is absent
+    return {family.fields[role] for role in ("attention_window", "hidden_size", "layers")}
 
 
 def _plain(value: Any) -> bool:
@@ -421,8 +414,9 @@ def recorded_config(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], str] | 
 
     Looks at the hyper-parameters themselves and one level down (``config``, ``model_config``, an
     ``args`` Namespace), for a dict or object (or the inert placeholder that stands in for one) with
-    ``model_type`` ``longformer``, or with ``attention_window``, ``hidden_size`` and
-    ``num_hidden_layers``, or a ``LongformerConfig`` object. (A training config such as Hydra's
+    a family's ``model_type`` (``longformer``, ``led``), or with ``attention_window`` and the family's
+    hidden size and layer count (``hidden_size`` and ``num_hidden_layers``; LED's ``d_model`` and
+    ``encoder_layers``), or a ``LongformerConfig`` or ``LEDConfig`` object. (A training config such as Hydra's
     ``DictConfig`` is not a model config, whatever its class is called.)
 
     Returns:
@@ -451,13 +445,13 @@ def _jsonable(value: Any) -> bool:
     return False
 
 
-def _recorded_fields(hparams: Mapping[str, Any]) -> list[tuple[str, str, Any, bool]]:
+def _recorded_fields(hparams: Mapping[str, Any], family: tasks.Family) -> list[tuple[str, str, Any, bool]]:
     """(where, field, value, inside a whole config) for every config value the hyper-parameters record."""
     found: list[tuple[str, str, Any, bool]] = []
     whole = recorded_config(hparams)
     if whole is not None:
         config, where = whole
-        found += [(where, f, config[f], True) for f in CONFIG_FIELDS if f in config and _plain(config[f])]
+        found += [(where, f, config[f], True) for f in family.compared if f in config and _plain(config[f])]
     levels: list[tuple[str, Mapping[Any, Any]]] = [("", hparams)]
     for key, value in hparams.items():
         nested = as_mapping(value) if not isinstance(value, (str, bytes)) else None
@@ -466,7 +460,7 @@ def _recorded_fields(hparams: Mapping[str, Any]) -> list[tuple[str, str, Any, bo
     for prefix, level in levels:
         if whole is not None and prefix == "" and whole[1] == "the hyper-parameters":
             continue
-        for name in SINGLE_FIELDS:
+        for name in family.single_fields():
             if name in level and _plain(level[name]):
                 found.append((f"hyper-parameter '{prefix}{name}'", name, level[name], False))
     return found
@@ -478,9 +472,10 @@ def _per_layer(value: Any, layers: int) -> list[int]:
 
 def _agrees(name: str, recorded: Any, config: Any, whole: bool) -> bool:
     """Whether a recorded value agrees with the config's (``whole``: it sits in a whole config)."""
+    family = tasks.family_of_config(config)
     have = getattr(config, name, None)
-    if name == "attention_window":
-        layers = int(config.num_hidden_layers)
+    if name == family.fields["attention_window"]:
+        layers = int(family.value(config, "layers"))
         want = _per_layer(have, layers)
         if isinstance(recorded, str):
             return False
@@ -489,9 +484,9 @@ def _agrees(name: str, recorded: Any, config: Any, whole: bool) -> bool:
             return True
         # allenai's scripts record the one-sided window (256) where transformers' config is two-sided (512)
         return not whole and not isinstance(recorded, (list, tuple)) and all(w == 2 * got[0] for w in want)
-    if name == "max_position_embeddings" and not whole and isinstance(recorded, int):
+    if name == family.fields["max_positions"] and family.offset_positions and not whole and isinstance(recorded, int):
         # a script's "max length" may leave out the padding offset that RoBERTa-style positions add
-        offset = int(getattr(config, "pad_token_id", 1) or 0) + 1
+        offset = int(family.value(config, "pad_token_id") or 0) + 1
         return recorded in (have, have - offset)
     if isinstance(recorded, float) or isinstance(have, float):
         try:
@@ -504,8 +499,8 @@ def _agrees(name: str, recorded: Any, config: Any, whole: bool) -> bool:
 def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
     """One line per config value the hyper-parameters record that the config disagrees with.
 
-    Compares every field of ``CONFIG_FIELDS`` of a whole config the hyper-parameters hold (see
-    ``recorded_config``), and single hyper-parameters named like ``SINGLE_FIELDS`` at the top level
+    Compares every field of the family's ``Family.compared`` of a whole config the hyper-parameters hold
+    (see ``recorded_config``), and single hyper-parameters named like ``Family.single_fields()`` at the top level
     and one level down (an ``args`` Namespace, also as an inert placeholder). A single
     ``attention_window`` that is half the config's agrees: allenai's scripts record the one-sided
     window where transformers' config is two-sided.
@@ -519,7 +514,7 @@ def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
         base config``; empty when all agree.
     """
     lines = []
-    for where, name, value, whole in _recorded_fields(hparams):
+    for where, name, value, whole in _recorded_fields(hparams, tasks.family_of_config(config)):
         if not hasattr(config, name):
             continue
         if not _agrees(name, value, config, whole):
@@ -533,16 +528,17 @@ def _value(value: Any) -> str:
 
 
 def config_file_differences(folder_config: Mapping[str, Any], config: Any) -> list[str]:
-    """One line per ``CONFIG_FIELDS`` value where a folder's ``config.json`` differs from the reference config.
+    """One line per ``Family.compared`` value where a folder's ``config.json`` differs from the reference config.
 
     For ``verify``: names the cause when a folder's config was changed after conversion.
     """
     lines = []
-    for name in CONFIG_FIELDS:
+    family = tasks.family_of_config(config)
+    for name in family.compared:
         if name in folder_config and hasattr(config, name):
             mine, theirs = folder_config[name], getattr(config, name)
-            if name == "attention_window":
-                layers = int(config.num_hidden_layers)
+            if name == family.fields["attention_window"]:
+                layers = int(family.value(config, "layers"))
                 mine, theirs = _per_layer(mine, layers), _per_layer(theirs, layers)
             if mine != theirs:
                 lines.append(
@@ -607,5 +603,7 @@ def base_from_hparams(ckpt: Checkpoint) -> Any:
         )
     config, _ = found
     config = {k: v for k, v in config.items() if not k.startswith("_") or k == "_name_or_path"}
-    config.setdefault("model_type", "longformer")
+    # a recorded config without model_type: the family whose fields it has (LED's d_model, encoder_layers)
+    family = next((f for f in tasks.FAMILIES.values() if _marks(f) <= set(config)), tasks.FAMILIES["longformer"])
+    config.setdefault("model_type", family.model_type)
     return BaseModel(spec=HPARAMS_BASE, folder=Path(ckpt.path).parent, config=config)
