@@ -236,12 +236,14 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 if options.report is not None:
                     write_json(options.report, report)
                 raise _check_failed(check, f"nothing was written to {output}", report)
-        report = build_report(command="convert", **state)
-        (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
-        report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
-        write_json(staged.path / REPORT_NAME, report)
-        write_checksums(staged.path)
-        staged.publish()
+        with progress.stage("publish", "Write the model card, the report and SHA256SUMS; publish the folder") as stage:
+            report = build_report(command="convert", **state)
+            (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
+            report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
+            write_json(staged.path / REPORT_NAME, report)
+            write_checksums(staged.path)
+            staged.publish()
+            stage.detail = f"{CARD_NAME}, {REPORT_NAME} and SHA256SUMS written; the folder is in place"
     if options.report is not None:
         write_json(options.report, report)
     progress.line(f"done: {output} ({sum(progress.timings.values()):.1f} s)")
