@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
+from .filesystem import raise_read_problem, read_error
 
 #: Keys Lightning writes next to ``state_dict``; a dict with these is a Lightning checkpoint.
 _LIGHTNING_KEYS = {
@@ -280,10 +281,10 @@ def detect_format(path: Path) -> str:
     """``zip``, ``legacy`` or ``safetensors``, from the file's first bytes.
 
     Raises:
-        CheckpointError: the path is missing, a directory, empty, a truncated zip, or not a checkpoint.
+        CheckpointError: the path is missing (or a dangling link, or not UTF-8), unreadable, a directory,
+            empty, a truncated zip, a Git LFS pointer, or not a checkpoint.
     """
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist", "check the --checkpoint path")
+    raise_read_problem(path, "checkpoint", "--checkpoint", CheckpointError)
     if path.is_dir():
         from .distributed import find_layout, layout_error
 
@@ -425,6 +426,7 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
     from .distributed import find_layout, read_distributed
 
     path = Path(path)
+    raise_read_problem(path, "checkpoint", "--checkpoint", CheckpointError)
     layout = find_layout(path)
     if layout is not None:
         return read_distributed(layout, trust=trust)
@@ -519,10 +521,8 @@ def _load_or_explain(path: Path, file_format: str, **kwargs: Any) -> Any:
     except _RebuildFailed as failed:
         raise rebuild_error(path, failed) from None
     except _DAMAGE as exc:
-        if isinstance(exc, PermissionError):
-            raise CheckpointError(
-                f"cannot read checkpoint {path}: permission denied", "make the file readable"
-            ) from None
+        if isinstance(exc, OSError):  # the device or a permission, not damage: copying would not help
+            raise CheckpointError(*read_error(path, exc, "checkpoint")) from None
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {_first_line(exc)})",
             "the file was cut short while copying or uploading; copy it again",
@@ -560,7 +560,9 @@ def _load_safetensors(path: Path) -> dict[str, Any]:
 
     try:
         return load_file(path, device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
+    except OSError as exc:
+        raise CheckpointError(*read_error(path, exc, "checkpoint")) from None
+    except (SafetensorError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint {path} is not a readable safetensors file ({str(exc).splitlines()[0][:160]})",
             "copy the file again, or pass the original .ckpt",

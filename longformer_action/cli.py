@@ -119,7 +119,7 @@ def main() -> None:
 _checkpoint_option = click.option(
     "--checkpoint",
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, readable=False),  # an unreadable file is the reader's to explain
     help="The Lightning .ckpt file (or a torch.save'd state dict, a .safetensors file, or the folder an FSDP "
     "strategy wrote; DeepSpeed folders get the command that consolidates them).",
 )

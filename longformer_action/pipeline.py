@@ -33,6 +33,7 @@ from .convert import (
     write_model,
 )
 from .errors import CheckFailed, ConversionError, MappingError
+from .filesystem import check_utf8_name, raise_read_problem, writing
 from .mapping import KeyMapping, base_family, check_mapping, head_readings, plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
@@ -70,7 +71,9 @@ def _report_on_failure(state: dict[str, Any], report_path: Path | None, command:
         yield
     except ConversionError as exc:
         if report_path is not None and "ckpt" in state and not isinstance(exc, CheckFailed):
-            write_json(report_path, build_report(command=command, error=exc.format_message(), **state))
+            write_json(
+                report_path, build_report(command=command, error=exc.format_message(), **state), option="--report"
+            )
         raise
 
 
@@ -174,6 +177,9 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         CheckFailed: the check failed; nothing is at ``output``.
     """
     state: dict[str, Any] = {"dtype_requested": options.dtype, "timings": progress.timings}
+    check_utf8_name(output, "--output")
+    if options.report is not None:
+        check_utf8_name(options.report, "--report")
     with (
         staged_output(output, overwrite=options.overwrite) as staged,
         _report_on_failure(state, options.report, "convert"),
@@ -234,18 +240,20 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             if not check.passed:
                 report = build_report(command="convert", **state)
                 if options.report is not None:
-                    write_json(options.report, report)
+                    write_json(options.report, report, option="--report")
                 raise _check_failed(check, f"nothing was written to {output}", report)
         with progress.stage("publish", "Write the model card, the report and SHA256SUMS; publish the folder") as stage:
             report = build_report(command="convert", **state)
-            (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
+            with writing(staged.path / CARD_NAME):
+                (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
             report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
             write_json(staged.path / REPORT_NAME, report)
             write_checksums(staged.path)
-            staged.publish()
+            if options.report is not None:  # before the folder appears: a report that cannot be written stops it
+                write_json(options.report, report, option="--report")
+            with writing(staged.output):
+                staged.publish()
             stage.detail = f"{CARD_NAME}, {REPORT_NAME} and SHA256SUMS written; the folder is in place"
-    if options.report is not None:
-        write_json(options.report, report)
     progress.line(f"done: {output} ({sum(progress.timings.values()):.1f} s)")
     return report
 
@@ -358,7 +366,10 @@ def verify(
         CheckFailed: the check failed.
     """
     state: dict[str, Any] = {"timings": progress.timings}
+    if report is not None:
+        check_utf8_name(report, "--report")
     with _report_on_failure(state, report, "verify"):
+        raise_read_problem(model_dir, "folder", "--model", ConversionError)
         if not (model_dir / "config.json").is_file():
             raise ConversionError(
                 f"{model_dir} has no config.json", "pass the folder that convert or save_pretrained wrote"
@@ -436,7 +447,7 @@ def verify(
             check.passed = False
         result = build_report(command="verify", **state)
         if report is not None:
-            write_json(report, result)
+            write_json(report, result, option="--report")
         if not check.passed:
             if other:
                 raise _check_failed(check, other, result, "pass the checkpoint the folder was converted from")

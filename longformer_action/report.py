@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -13,6 +14,7 @@ from typing import Any
 from .base_model import BaseModel
 from .checkpoint import Checkpoint
 from .convert import CUSTOM_HEAD_NAME, FileInfo
+from .filesystem import writing
 from .mapping import KeyMapping
 from .progress import human_bytes
 from .tasks import FAMILIES
@@ -108,12 +110,28 @@ def build_report(
     return report
 
 
-def write_json(path: Path, report: dict[str, Any]) -> None:
-    """Write the report as indented JSON (atomically: a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_json(path: Path, report: dict[str, Any], *, option: str = "--output") -> None:
+    """Write the report as indented JSON (atomically: a reader never sees half a file).
+
+    Args:
+        path: where.
+        report: the report.
+        option: the option that chose ``path`` (``--output``, ``--report``), named by a failure's fix.
+
+    Raises:
+        OutputError: the write failed (see ``filesystem.write_error``); no temporary file is left.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(report, indent=2, sort_keys=False) + "\n"
+    with writing(path, needs=len(text.encode()), option=option):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def _fmt(value: Any) -> str:
