@@ -46,6 +46,9 @@ _LIGHTNING_KEYS = {
 
 _SAFETENSORS_SUFFIXES = (".safetensors",)
 
+#: ``Checkpoint.generation`` of a file written by Lightning Fabric's ``Fabric.save``.
+FABRIC = "fabric"
+
 
 @dataclass
 class Checkpoint:
@@ -57,7 +60,8 @@ class Checkpoint:
         file_format: ``zip``, ``legacy`` (torch < 1.6 serialization), ``safetensors``, or
             ``torch-distributed`` (a folder read with ``torch.distributed.checkpoint``).
         generation: which writer made it: ``lightning-0.6-0.7``, ``lightning-0.8-0.9``,
-            ``lightning-1.x-2.x``, or ``state-dict`` for a bare state dict.
+            ``lightning-1.x-2.x``, ``fabric`` (Lightning Fabric's ``Fabric.save``: the state dict under
+            ``model`` beside the user's own entries), or ``state-dict`` for a bare state dict.
         loader: ``weights-only``, ``restricted`` or ``trusted``: the tier that read it.
         lightning_version: ``pytorch-lightning_version`` when present.
         epoch, global_step: training progress when present.
@@ -400,10 +404,20 @@ def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], str]:
         return dict(mapping["state_dict"]), "state-dict"
     if mapping and all(is_tensor(v) for v in mapping.values()):
         return dict(mapping), "state-dict"
+    # Fabric.save({"model": model, "optimizer": optimizer, "iteration": n, ...}) stores each module's state
+    # dict under its own name: a mapping of tensors beside other entries. With several (a model and its
+    # EMA), each one's keys are prefixed with its name, and --copy picks one.
+    held = [k for k, v in mapping.items() if isinstance(v, Mapping) and v and all(is_tensor(t) for t in v.values())]
+    if len(held) == 1:
+        return dict(mapping[held[0]]), FABRIC
+    if held:
+        return {f"{k}.{name}": t for k in held for name, t in mapping[k].items()}, FABRIC
     keys = ", ".join(sorted(str(k) for k in mapping)[:8])
     raise CheckpointError(
-        f"checkpoint {path} has no 'state_dict' and is not a bare state dict (top-level keys: {keys})",
-        "pass a Lightning .ckpt file or a torch.save(model.state_dict()) file",
+        f"checkpoint {path} has no 'state_dict', no entry that is a state dict (as Fabric.save writes 'model'), and "
+        f"is not a bare state dict (top-level keys: {keys})",
+        "pass a Lightning .ckpt file, a Fabric.save file with the model's state dict, or a "
+        "torch.save(model.state_dict()) file",
     )
 
 
@@ -459,16 +473,29 @@ def fill_metadata(ckpt: Checkpoint, obj: Any) -> None:
         ckpt: the checkpoint being read; its ``generation`` is already known.
         obj: the unpickled checkpoint dict (or a distributed folder's ``meta.pt``).
     """
-    if isinstance(obj, Mapping):
-        ckpt.top_level_keys = sorted(str(k) for k in obj)
-        if ckpt.generation.startswith("lightning"):
-            ckpt.lightning_version = _generation(obj)[1]
-            ckpt.epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
-            ckpt.global_step = obj.get("global_step") if isinstance(obj.get("global_step"), int) else None
-            hparams = as_mapping(obj.get("hyper_parameters", obj.get("hparams")))
-            if hparams is not None:
-                ckpt.hyper_parameters = {str(k): _describe(v) for k, v in hparams.items()}
-                ckpt.hparams = {str(k): v for k, v in hparams.items()}
+    if not isinstance(obj, Mapping):
+        return
+    ckpt.top_level_keys = sorted(str(k) for k in obj)
+    if ckpt.generation.startswith("lightning"):
+        ckpt.lightning_version = _generation(obj)[1]
+        ckpt.epoch = _count(obj, "epoch")
+        ckpt.global_step = _count(obj, "global_step")
+        hparams = as_mapping(obj.get("hyper_parameters", obj.get("hparams")))
+    elif ckpt.generation == FABRIC:
+        # Fabric records nothing of its own: the user's entries, named as Fabric's examples name them
+        ckpt.epoch = _count(obj, "epoch")
+        ckpt.global_step = _count(obj, "global_step", "step", "iteration")
+        hparams = as_mapping(obj.get("hparams", obj.get("hyper_parameters")))
+    else:
+        return
+    if hparams is not None:
+        ckpt.hyper_parameters = {str(k): _describe(v) for k, v in hparams.items()}
+        ckpt.hparams = {str(k): v for k, v in hparams.items()}
+
+
+def _count(obj: Mapping[str, Any], *names: str) -> int | None:
+    found = (obj.get(name) for name in names)
+    return next((v for v in found if isinstance(v, int) and not isinstance(v, bool)), None)
 
 
 #: What a damaged file raises while it is read: a bad or cut zip, a CRC mismatch, an unexpected end
