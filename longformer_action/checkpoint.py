@@ -58,13 +58,15 @@ class Checkpoint:
         path: the file, or the folder of a distributed checkpoint (FSDP sharded).
         state_dict: parameter name to tensor (memory-mapped where the format allows).
         file_format: ``zip``, ``legacy`` (torch < 1.6 serialization), ``safetensors``, or
-            ``torch-distributed`` (a folder read with ``torch.distributed.checkpoint``).
+            ``torch-distributed`` (a folder read with ``torch.distributed.checkpoint``); for a
+            transformers folder, its weights files' format.
         generation: which writer made it: ``lightning-0.6-0.7``, ``lightning-0.8-0.9``,
             ``lightning-1.x-2.x``, ``fabric`` (Lightning Fabric's ``Fabric.save``: the state dict under
-            ``model`` beside the user's own entries), or ``state-dict`` for a bare state dict.
+            ``model`` beside the user's own entries), ``transformers`` (a ``save_pretrained`` or Trainer
+            folder), or ``state-dict`` for a bare state dict.
         loader: ``weights-only``, ``restricted`` or ``trusted``: the tier that read it.
         lightning_version: ``pytorch-lightning_version`` when present.
-        epoch, global_step: training progress when present.
+        epoch, global_step: training progress when present (a Trainer's epoch may be fractional).
         hyper_parameters: names to a short description of each value's type.
         hparams: the hyper-parameters themselves (inert placeholders where objects were not built).
         placeholders: qualified names of globals that were replaced by inert placeholders.
@@ -78,7 +80,7 @@ class Checkpoint:
     generation: str
     loader: str
     lightning_version: str | None = None
-    epoch: int | None = None
+    epoch: int | float | None = None
     global_step: int | None = None
     hyper_parameters: dict[str, str] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
@@ -295,6 +297,15 @@ def detect_format(path: Path) -> str:
         layout = find_layout(path)
         if layout is not None:
             raise layout_error(layout)
+        from .pretrained import trainer_checkpoints
+
+        saved = trainer_checkpoints(path)
+        if saved:
+            shown = ", ".join(p.name for p in saved[:5])
+            raise CheckpointError(
+                f"checkpoint {path} is a transformers Trainer's output folder (checkpoints: {shown})",
+                f"pass one of its checkpoint folders: --checkpoint {saved[0]} is the latest",
+            )
         inside = sorted(p.name for p in path.glob("*.ckpt"))
         if inside:
             raise CheckpointError(
@@ -425,8 +436,10 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
     """Read a checkpoint's ``state_dict`` and metadata without running code from it.
 
     Args:
-        path: a Lightning ``.ckpt``, a ``torch.save``d state dict, a ``.safetensors`` file, or a
-            distributed checkpoint folder (or any file in one; see ``distributed``).
+        path: a Lightning ``.ckpt``, a ``Fabric.save`` file, a ``torch.save``d state dict, a
+            ``.safetensors`` file, a distributed checkpoint folder (or any file in one; see
+            ``distributed``), or a folder transformers wrote (``save_pretrained``, a Trainer's
+            ``checkpoint-N``; or a shard of one; see ``pretrained``).
         trust: unpickle everything (runs code the file carries). Only for files the user trusts.
 
     Returns:
@@ -434,16 +447,24 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
 
     Raises:
         CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state
-            dict; a distributed layout that must be consolidated first; with ``trust``, an object
-            the file names that cannot be imported or rebuilt here.
+            dict; a distributed layout that must be consolidated first; one of a Trainer's own files
+            (``optimizer.pt``, ``training_args.bin`` ...); with ``trust``, an object the file names
+            that cannot be imported or rebuilt here.
     """
     from .distributed import find_layout, read_distributed
+    from .pretrained import folder_of, read_pretrained, side_file_error
 
     path = Path(path)
     raise_read_problem(path, "checkpoint", "--checkpoint", CheckpointError)
     layout = find_layout(path)
     if layout is not None:
         return read_distributed(layout, trust=trust)
+    folder = folder_of(path)
+    if folder is not None:
+        return read_pretrained(folder, trust=trust)
+    side = side_file_error(path)
+    if side is not None:
+        raise side
     file_format = detect_format(path)
     sha256 = in_background(lambda: file_sha256(path))
     placeholders: list[str] = []

@@ -447,3 +447,61 @@ def train_fabric_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     fabric.save(path, {"model": model, "optimizer": optimizer, "iteration": steps, "hparams": dict(hparams or {})})
     return path
+
+
+def train_with_transformers_trainer(
+    base_folder: Path,
+    output_dir: Path,
+    *,
+    task: str = "text-classification",
+    steps: int = 2,
+    labels: tuple[str, ...] = ("NEG", "NEU", "POS"),
+) -> Path:
+    """Train the task's transformers class for a few steps with ``transformers.Trainer`` (needs ``accelerate``).
+
+    The Trainer saves ``output_dir/checkpoint-<steps>/`` as it does in any fine-tuning script:
+    ``config.json``, ``model.safetensors``, ``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``,
+    ``trainer_state.json`` and ``training_args.bin``.
+
+    Returns:
+        The ``checkpoint-<steps>`` folder.
+    """
+    import torch
+    from transformers import Trainer, TrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    from . import tasks
+
+    entry = tasks.get(task)
+    family = tasks.FAMILIES[entry.family]
+    names = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    config = family.config_cls().from_pretrained(base_folder, **(names if entry.labels else {}))
+    torch.manual_seed(0)
+    model = entry.model_class()(config)
+    targets = {"text-classification": "label", "token-classification": "tags"}
+    rows = [
+        {
+            "input_ids": batch["input_ids"][i],
+            "attention_mask": batch["attention_mask"][i],
+            "labels": batch[targets.get(task, "label")][i],
+        }
+        for batch in batches(base_folder, steps, task=task, num_labels=len(labels))
+        for i in range(batch["input_ids"].shape[0])
+    ]
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        save_steps=steps,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+        seed=0,
+    )
+    hf_logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Trainer(model=model, args=args, train_dataset=rows).train()
+    return output_dir / f"checkpoint-{steps}"

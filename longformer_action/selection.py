@@ -30,6 +30,7 @@ from . import tasks
 from .checkpoint import Checkpoint, Inert, as_mapping
 from .errors import BaseModelError, MappingError
 from .mapping import _strip_wrappers
+from .pretrained import CONFIG_FILE
 
 Shape = tuple[int, ...]
 
@@ -423,7 +424,7 @@ def recorded_config(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], str] | 
         The config's plain values (no objects), and a name for it in messages.
     """
     levels: list[tuple[str, Any]] = [("the hyper-parameters", hparams)]
-    levels += [(f"hyper-parameter '{k}'", v) for k, v in hparams.items() if not isinstance(v, (str, bytes))]
+    levels += [(_named(k), v) for k, v in hparams.items() if not isinstance(v, (str, bytes))]
     for where, value in levels:
         mapping = as_mapping(value)
         if mapping is None:
@@ -433,6 +434,11 @@ def recorded_config(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], str] | 
             plain = {str(k): v for k, v in mapping.items() if not isinstance(v, Inert) and _jsonable(v)}
             return plain, where
     return None
+
+
+def _named(key: str) -> str:
+    # a transformers folder's config.json is read as a hyper-parameter of that name
+    return f"the checkpoint's {CONFIG_FILE}" if key == CONFIG_FILE else f"hyper-parameter '{key}'"
 
 
 def _jsonable(value: Any) -> bool:
@@ -455,7 +461,7 @@ def _recorded_fields(hparams: Mapping[str, Any], family: tasks.Family) -> list[t
     levels: list[tuple[str, Mapping[Any, Any]]] = [("", hparams)]
     for key, value in hparams.items():
         nested = as_mapping(value) if not isinstance(value, (str, bytes)) else None
-        if nested is not None and (whole is None or whole[1] != f"hyper-parameter '{key}'"):
+        if nested is not None and (whole is None or whole[1] != _named(key)):
             levels.append((f"{key}.", nested))
     for prefix, level in levels:
         if whole is not None and prefix == "" and whole[1] == "the hyper-parameters":

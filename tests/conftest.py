@@ -72,6 +72,15 @@ def fabric_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory
     )
 
 
+@pytest.fixture(scope="session")
+def trainer_output(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``output_dir`` of a real ``transformers.Trainer`` run: a text classifier (labels NEG, NEU, POS)
+    trained for 2 steps, saved as ``checkpoint-2/`` with the Trainer's own files."""
+    output_dir = tmp_path_factory.mktemp("hf-trainer") / "runs"
+    demo.train_with_transformers_trainer(base_model, output_dir, task="text-classification", steps=2)
+    return output_dir
+
+
 @pytest.fixture()
 def cli(tmp_path: Path):
     """Invoke the CLI in-process; returns click's Result (stdout and stderr kept apart)."""
