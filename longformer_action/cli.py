@@ -203,6 +203,15 @@ _drop_option = click.option(
     help="Drop the checkpoint keys that start with PREFIX (repeatable), e.g. 'loss_fn.' for a weighted loss's "
     "class weights; the report and the model card list them as dropped by --drop.",
 )
+_keep_option = click.option(
+    "--keep",
+    multiple=True,
+    metavar="PREFIX",
+    help="Keep the checkpoint keys that start with PREFIX (repeatable) beside the model, in custom_head.safetensors, "
+    "while the rest converts to the task's class: trained tensors no transformers class computes next to its head, "
+    "e.g. 'crf.' for a CRF's transitions over a token classifier's logits; the report and the model card list them "
+    "with their shapes.",
+)
 _adapter_option = click.option(
     "--adapter-config",
     type=click.Path(exists=True, path_type=Path),
@@ -249,6 +258,7 @@ _adapter_option = click.option(
 @_prefix_option
 @_copy_option
 @_drop_option
+@_keep_option
 @_adapter_option
 @click.option(
     "--dtype",
@@ -314,6 +324,7 @@ def convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None
 @_prefix_option
 @_copy_option
 @_drop_option
+@_keep_option
 @_adapter_option
 @click.option(
     "--global-attention",
@@ -380,6 +391,8 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
             f"adapters:      LoRA on {len(adapted['modules'])} modules under '{where}', not merged "
             "(--adapter-config merges them)"
         )
+    for prefix, tags in (info.get("crfs") or {}).items():
+        lines.append(f"crf:           '{prefix}' over {tags} tags (--keep {prefix} keeps it beside the tagger)")
     head = info.get("head")
     if head:
         keys = ", ".join(f"{k} {v}" for k, v in list(head["head_keys"].items())[:8]) or "none (the encoder alone)"

@@ -112,7 +112,49 @@ def _lightning(package: str) -> Any:
 
 
 #: Layouts of ``make_module``: where the encoder and the head live in the LightningModule.
-LAYOUTS = ("wrapped", "sibling", "origin", "split", "bare")
+LAYOUTS = ("wrapped", "sibling", "origin", "split", "bare", "crf")
+
+
+def make_crf(num_tags: int) -> Any:
+    """A linear-chain conditional random field over ``num_tags`` tags, with pytorch-crf's parameter names.
+
+    ``transitions`` ``(n, n)`` scores tag ``j`` following tag ``i``; ``start_transitions`` and
+    ``end_transitions`` ``(n,)`` score the first and last tags. ``nll(emissions, tags)`` is the training
+    loss (the negative log-likelihood of the gold tags, mean over the batch); ``decode(emissions)`` is
+    Viterbi decoding, the best tag sequence ``(batch, seq)``, which argmax over each token does not give.
+    """
+    import torch
+    from torch import nn
+
+    class CRF(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.start_transitions = nn.Parameter(torch.empty(num_tags).uniform_(-0.1, 0.1))
+            self.end_transitions = nn.Parameter(torch.empty(num_tags).uniform_(-0.1, 0.1))
+            self.transitions = nn.Parameter(torch.empty(num_tags, num_tags).uniform_(-0.1, 0.1))
+
+        def nll(self, emissions: Any, tags: Any) -> Any:
+            picked = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # (batch, seq)
+            gold = self.start_transitions[tags[:, 0]] + picked.sum(1) + self.end_transitions[tags[:, -1]]
+            gold = gold + self.transitions[tags[:, :-1], tags[:, 1:]].sum(1)
+            alpha = self.start_transitions + emissions[:, 0]
+            for i in range(1, emissions.shape[1]):
+                alpha = torch.logsumexp(alpha.unsqueeze(2) + self.transitions + emissions[:, i].unsqueeze(1), dim=1)
+            return (torch.logsumexp(alpha + self.end_transitions, dim=1) - gold).mean()
+
+        def decode(self, emissions: Any) -> Any:
+            score, history = self.start_transitions + emissions[:, 0], []
+            for i in range(1, emissions.shape[1]):
+                score, best = (score.unsqueeze(2) + self.transitions + emissions[:, i].unsqueeze(1)).max(dim=1)
+                history.append(best)
+            last = (score + self.end_transitions).argmax(dim=1)
+            path = [last]
+            for best in reversed(history):
+                last = best.gather(1, last.unsqueeze(1)).squeeze(1)
+                path.append(last)
+            return torch.stack(path[::-1], dim=1)
+
+    return CRF()
 
 
 def _qa_split(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
@@ -207,7 +249,9 @@ def make_module(
             (question answering with two Linear(h, 1) heads for start and end); ``bare``
             (text2text-generation: the class's own attributes ``led``, ``lm_head`` (tied to
             ``led.shared``) and ``final_logits_bias`` on the LightningModule itself, so the keys
-            carry no prefix).
+            carry no prefix); ``crf`` (token-classification: ``self.model`` is the transformers
+            class and ``self.crf`` a CRF over its logits (``make_crf``), trained by the CRF's
+            negative log-likelihood).
         package: ``pytorch_lightning`` or ``lightning``.
         num_labels: outputs of a classification head.
         hparams: extra hyper-parameters to save in the checkpoint; ``global_attention`` (a
@@ -232,9 +276,11 @@ def make_module(
             self.save_hyperparameters()
             torch.manual_seed(0)
             self.convention = tasks.resolve_global_attention(entry, global_attention)
-            if layout == "wrapped":
+            if layout in ("wrapped", "crf"):
                 self.model = entry.model_class()(config)
                 self._head = None
+                if layout == "crf":
+                    self.crf = make_crf(config.num_labels)
             elif layout == "bare":  # LED's own attributes, as LEDForConditionalGeneration has them
                 self.led = LEDModel(config)
                 hidden, vocab = family.value(config, "hidden_size"), family.value(config, "vocab_size")
@@ -275,6 +321,8 @@ def make_module(
             mask = tasks.global_attention_mask(self.convention, batch["input_ids"], tasks.sep_token_id(config))
             decoder = {k: batch[k] for k in decoder_keys if k in batch}
             out = self(batch["input_ids"], batch["attention_mask"], mask, **decoder)
+            if layout == "crf":
+                return self.crf.nll(out["logits"], batch["tags"])
             return LOSSES[task](out, batch)
 
         def configure_optimizers(self) -> Any:

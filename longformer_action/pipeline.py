@@ -34,7 +34,7 @@ from .convert import (
 )
 from .errors import CheckFailed, ConversionError, MappingError
 from .filesystem import check_utf8_name, raise_read_problem, writing
-from .mapping import KeyMapping, base_family, check_mapping, head_readings, plan_mapping
+from .mapping import KeyMapping, _strip_wrappers, base_family, check_mapping, head_readings, plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
 from .verify import run_check, saved_dtype
@@ -63,6 +63,7 @@ class ConvertOptions:
     copy: str | None = None
     drop: tuple[str, ...] = ()
     adapter_config: Path | None = None
+    keep: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
@@ -100,6 +101,7 @@ def _plan(
     global_attention: str = "default",
     copy: str | None = None,
     drop: tuple[str, ...] = (),
+    keep: tuple[str, ...] = (),
     adapter_config: Path | None = None,
     state: dict[str, Any],
 ) -> tuple[KeyMapping, Any]:
@@ -116,12 +118,14 @@ def _plan(
         )
     if found is not None:
         shapes = adapters.merged_shapes(shapes, found)
-    picked = selection.select(shapes, copy=copy, drop=drop)
+    picked = selection.select(shapes, copy=copy, drop=drop, keep=keep)
     try:
         state["mapping"] = mapping = plan_mapping(picked.shapes, task=task, prefix=prefix)
     except MappingError as exc:
         raise selection.explain_extra_keys(picked.shapes, exc, task=task, prefix=prefix) from None
     mapping.dropped.update(picked.dropped)
+    mapping.dropped.update(picked.kept)
+    mapping.custom_head += [k for k in picked.kept if k not in mapping.custom_head]
     chosen = tasks.get(mapping.task, mapping.family)
     if problem_type and not chosen.problem_type:
         raise MappingError(
@@ -138,10 +142,33 @@ def _plan(
     tie_weights(ckpt, mapping, chosen, config)
     check_mapping(mapping, shapes, expected_shapes(chosen, config, pooler=mapping.has_pooler), chosen)
     state["conversion"] = _facts(chosen, mapping, config, source, global_attention)
-    state["conversion"]["selection"] = {"copy": copy, "drop": list(drop)}
+    state["conversion"]["selection"] = {"copy": copy, "drop": list(drop), "keep": list(keep)}
+    state["conversion"]["custom_head"] = _custom_head(ckpt, mapping, picked.kept)
     if found is not None:
         state["reference"] = merged.reference  # popped by the caller: not a report field
     return mapping, config
+
+
+def _custom_head(ckpt: Checkpoint, mapping: KeyMapping, kept: Any) -> dict[str, Any] | None:
+    """What ``custom_head.safetensors`` holds, for the report and the card: each tensor's shape, dtype and why."""
+    if not mapping.custom_head:
+        return None
+    tensors = {key: ckpt.state_dict[key] for key in sorted(mapping.custom_head)}
+    _, stripped = _strip_wrappers(list(tensors))
+    crfs = selection.find_crfs({stripped[k]: tuple(t.shape) for k, t in tensors.items()})
+    return {
+        "file": CUSTOM_HEAD_NAME,
+        "tensors": [
+            {
+                "key": key,
+                "shape": list(t.shape),
+                "dtype": str(t.dtype).removeprefix("torch."),
+                "kept_by": "--keep" if key in kept else f"--task {mapping.task}",
+            }
+            for key, t in tensors.items()
+        ],
+        "crfs": [{"prefix": prefix, "tags": tags} for prefix, tags in crfs.items()],
+    }
 
 
 def _facts(task: tasks.Task, mapping: KeyMapping, config: Any, label_source: str, declared: str) -> dict[str, Any]:
@@ -200,6 +227,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 global_attention=options.global_attention,
                 copy=options.copy,
                 drop=options.drop,
+                keep=options.keep,
                 adapter_config=options.adapter_config,
                 state=state,
             )
@@ -352,6 +380,7 @@ def verify(
     global_attention: str | None = None,
     copy: str | None = None,
     drop: tuple[str, ...] = (),
+    keep: tuple[str, ...] = (),
     adapter_config: Path | None = None,
     progress: Progress,
 ) -> dict[str, Any]:
@@ -385,8 +414,8 @@ def verify(
             )
         if global_attention is None:
             global_attention = _recorded_global_attention(model_dir)
-        if copy is None and not drop:
-            copy, drop = _recorded_selection(model_dir)
+        if copy is None and not drop and not keep:
+            copy, drop, keep = _recorded_selection(model_dir)
         state["ckpt"] = ckpt = _read(checkpoint, trust_checkpoint, progress)
         recorded = _recorded_source(model_dir)
         other = (
@@ -414,6 +443,7 @@ def verify(
                 global_attention=global_attention,
                 copy=copy,
                 drop=drop,
+                keep=keep,
                 adapter_config=adapter_config,
                 state=state,
             )
@@ -523,10 +553,10 @@ def _recorded(folder: Path) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
-def _recorded_selection(folder: Path) -> tuple[str | None, tuple[str, ...]]:
-    """The ``--copy`` and ``--drop`` the folder was converted with (its report), for ``verify``."""
+def _recorded_selection(folder: Path) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """The ``--copy``, ``--drop`` and ``--keep`` the folder was converted with (its report), for ``verify``."""
     chosen = ((_recorded(folder).get("conversion") or {}).get("selection")) or {}
-    return chosen.get("copy"), tuple(chosen.get("drop") or ())
+    return chosen.get("copy"), tuple(chosen.get("drop") or ()), tuple(chosen.get("keep") or ())
 
 
 def _changed_files(folder: Path) -> list[str]:
@@ -586,7 +616,11 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
         if copies:
             selection.select_copy(shapes, None)  # raises, listing the copies and the --copy of each
         info["head"] = head_readings(shapes)
-        mapping = plan_mapping(shapes)
+        info["crfs"] = selection.find_crfs(shapes)
+        try:
+            mapping = plan_mapping(shapes)
+        except MappingError as exc:  # keys beside a head: name every way out, as convert does
+            raise selection.explain_extra_keys(shapes, exc, task="auto", prefix="auto") from None
     except ConversionError as exc:
         info["layout_error"] = exc.format_message()
         return info

@@ -36,6 +36,8 @@ Shape = tuple[int, ...]
 
 #: Reason given for keys named by ``--drop``.
 DROP_REASON = "dropped by --drop"
+#: Reason given for keys named by ``--keep``.
+KEEP_REASON = "kept beside the model in custom_head.safetensors by --keep (the class does not compute it)"
 #: The ``--copy`` value that selects the copy at the root of the state dict.
 ROOT_COPY = "."
 #: The ``--base-model`` value that takes the config from the checkpoint's hyper-parameters.
@@ -61,24 +63,28 @@ def _tops(names: Iterable[str]) -> str:
     return _shown({n.split(".")[0] + "." for n in names})
 
 
-# --- --drop -------------------------------------------------------------------------------------
+# --- --drop and --keep ---------------------------------------------------------------------------
 
 
-def drop_keys(names: Iterable[str], prefixes: Sequence[str]) -> dict[str, str]:
-    """The keys that ``--drop`` names: each key that starts with one of ``prefixes``.
+def drop_keys(
+    names: Iterable[str], prefixes: Sequence[str], *, option: str = "--drop", reason: str = DROP_REASON
+) -> dict[str, str]:
+    """The keys that ``--drop`` (or ``--keep``) names: each key that starts with one of ``prefixes``.
 
     A prefix matches a key as written in the checkpoint, or after the wrapper prefixes
     (``_forward_module.``, ``module.``, ``_orig_mod.``) that the mapping strips.
 
     Args:
         names: the state dict's keys.
-        prefixes: what ``--drop`` was given (a key or the prefix of several, e.g. ``loss_fn.``).
+        prefixes: what the option was given (a key or the prefix of several, e.g. ``loss_fn.``).
+        option: ``--drop`` or ``--keep``, for messages.
+        reason: the reason recorded for each key (``DROP_REASON``, ``KEEP_REASON``).
 
     Returns:
-        Key to the reason it is dropped (``DROP_REASON``).
+        Key to ``reason``.
 
     Raises:
-        MappingError: a prefix matches no key (a typo would otherwise drop nothing, silently).
+        MappingError: a prefix matches no key (a typo would otherwise set nothing aside, silently).
     """
     names = list(names)
     _, stripped = _strip_wrappers(names)
@@ -87,11 +93,31 @@ def drop_keys(names: Iterable[str], prefixes: Sequence[str]) -> dict[str, str]:
         hits = [k for k in names if k.startswith(prefix) or stripped[k].startswith(prefix)]
         if not hits:
             raise MappingError(
-                f"--drop '{prefix}' matches no key of the checkpoint",
+                f"{option} '{prefix}' matches no key of the checkpoint",
                 f"keys start with {_tops(names)}; pass a key or a prefix of keys (see `longformer-convert inspect`)",
             )
-        dropped.update(dict.fromkeys(hits, DROP_REASON))
+        dropped.update(dict.fromkeys(hits, reason))
     return dropped
+
+
+def find_crfs(shapes: Mapping[str, Shape]) -> dict[str, int]:
+    """The conditional random fields among ``shapes``: module prefix to its number of tags.
+
+    A CRF (pytorch-crf's ``CRF``, AllenNLP's ``ConditionalRandomField``, and the modules written after
+    them) keeps ``transitions`` ``(n, n)`` (the score of tag ``j`` following tag ``i``),
+    ``start_transitions`` ``(n,)`` and ``end_transitions`` ``(n,)``; it decodes a tagger's logits by
+    Viterbi decoding (the best tag sequence), not by argmax.
+    """
+    found: dict[str, int] = {}
+    for key, shape in shapes.items():
+        if key != "transitions" and not key.endswith(".transitions"):
+            continue
+        prefix = key[: -len("transitions")]
+        n = shape[0] if len(shape) == 2 and shape[0] == shape[1] else None
+        ends = (tuple(shapes.get(prefix + "start_transitions", ())), tuple(shapes.get(prefix + "end_transitions", ())))
+        if n and ends == ((n,), (n,)):
+            found[prefix] = n
+    return found
 
 
 # --- copies of the model ------------------------------------------------------------------------
@@ -320,22 +346,45 @@ def explain_extra_keys(shapes: Mapping[str, Shape], error: MappingError, *, task
         return error
     chosen, mapping = found[0]
     keys = [k for g in chosen for k in groups[g]]
-    options = " ".join(f"--drop {g}{'.' if len(groups[g]) > 1 or groups[g][0] != g else ''}" for g in chosen)
-    if isinstance(mapping, tuple):
-        return MappingError(
-            f"checkpoint keys {', '.join(f'{k!r} {list(shapes[k])}' for k in sorted(keys)[:6])} are not part of the "
-            f"model: without them the head beside the encoder may be {' or '.join(mapping)}",
-            f"if they are not model weights (a loss's class weights, a metric's state), pass {options} with the "
-            f"--task the module computed ({', '.join(f'--task {t}' for t in mapping)}) and the --global-attention "
-            "it passed",
+    prefixes = [f"{g}{'.' if len(groups[g]) > 1 or groups[g][0] != g else ''}" for g in chosen]
+    listed = ", ".join(f"{k!r} {list(shapes[k])}" for k in sorted(keys)[:6])
+    crfs = find_crfs({stripped[k]: shapes[k] for k in keys})
+    crf = (
+        f"; {'they are' if 3 * len(crfs) == len(keys) else 'among them is'} a CRF's transitions over "
+        f"{next(iter(crfs.values()))} tags, which decode the head's logits (Viterbi decoding, not argmax)"
+        if crfs
+        else ""
+    )
+    ambiguous = isinstance(mapping, tuple)
+    if ambiguous:
+        what = f"the head beside the encoder may be {' or '.join(mapping)}"
+        cls = "the task's class"
+        task_hint = (
+            f"; with either, the --task the module computed ({', '.join(f'--task {t}' for t in mapping)}) and the "
+            "--global-attention it passed"
         )
-    entry = tasks.get(mapping.task)
+    else:
+        entry = tasks.get(mapping.task)
+        what = f"the checkpoint is a {entry.title} model ({entry.architecture}, {mapping.head})"
+        cls, task_hint = entry.architecture, ""
+    keep = (
+        f"{' '.join(f'--keep {p}' for p in prefixes)} to keep them: the folder is {cls}, and these are kept beside "
+        "it in custom_head.safetensors with their shapes (your code applies them)"
+    )
+    drop = (
+        f"{' '.join(f'--drop {p}' for p in prefixes)} if they are not model weights (a loss's class weights, a "
+        "metric's state): they are left out"
+        + (
+            " (a CRF's are: without them the tags are the argmax of the logits, not what the module predicted)"
+            if crfs
+            else ""
+        )
+    )
+    ways = [keep, drop] if crfs else [drop, keep]
     return MappingError(
-        f"checkpoint keys {', '.join(f'{k!r} {list(shapes[k])}' for k in sorted(keys)[:6])} are not part of the "
-        f"model: without them "
-        f"the checkpoint is a {entry.title} model ({entry.architecture}, {mapping.head})",
-        f"if they are not model weights (a loss's class weights, a metric's state), pass {options}; the report and "
-        "the model card list them as dropped",
+        f"checkpoint keys {listed} are neither the encoder nor the head: without them {what}{crf}",
+        f"pass {ways[0]}; {ways[1]}{task_hint}; or --task feature-extraction to export the encoder alone, with the "
+        "head and these in custom_head.safetensors; the report and the model card list them",
     )
 
 
@@ -347,38 +396,51 @@ class Selection:
     """What goes to the key mapping, and what was set aside before it.
 
     Attributes:
-        shapes: the kept keys and their shapes.
+        shapes: the keys that go to the key mapping, and their shapes.
         dropped: key to the reason it was set aside (``--drop``, another copy, bookkeeping).
         copy: the selected copy, when the state dict holds several.
+        kept: keys ``--keep`` sets beside the model (``custom_head.safetensors``), to ``KEEP_REASON``.
     """
 
     shapes: dict[str, Shape]
     dropped: dict[str, str] = field(default_factory=dict)
     copy: Copy | None = None
+    kept: dict[str, str] = field(default_factory=dict)
 
 
-def select(shapes: Mapping[str, Shape], *, copy: str | None = None, drop: Sequence[str] = ()) -> Selection:
-    """Apply ``--drop``, then ``--copy``, then check that an encoder is whole enough to look for.
+def select(
+    shapes: Mapping[str, Shape], *, copy: str | None = None, drop: Sequence[str] = (), keep: Sequence[str] = ()
+) -> Selection:
+    """Apply ``--drop`` and ``--keep``, then ``--copy``, then check that an encoder is whole enough to look for.
 
     Args:
         shapes: the state dict's keys and shapes.
         copy: the ``--copy`` value (see ``select_copy``).
         drop: the ``--drop`` values (see ``drop_keys``).
+        keep: the ``--keep`` values: trained tensors beside the class's head (a CRF's transitions),
+            kept in ``custom_head.safetensors`` while the rest converts to the task's class.
 
     Returns:
-        The ``Selection``; its ``shapes`` go to ``mapping.plan_mapping``, its ``dropped`` into the
-        mapping's dropped keys.
+        The ``Selection``; its ``shapes`` go to ``mapping.plan_mapping``, its ``dropped`` and ``kept``
+        into the mapping's dropped keys (``kept`` also into its custom head).
 
     Raises:
-        MappingError: see ``drop_keys``, ``select_copy`` and ``check_encoder_parts``.
+        MappingError: see ``drop_keys``, ``select_copy`` and ``check_encoder_parts``; a key that
+            both ``--drop`` and ``--keep`` name.
     """
     dropped = drop_keys(shapes, drop) if drop else {}
-    rest = [k for k in shapes if k not in dropped]
+    kept = drop_keys(shapes, keep, option="--keep", reason=KEEP_REASON) if keep else {}
+    both = sorted(set(dropped) & set(kept))
+    if both:
+        raise MappingError(
+            f"--drop and --keep both name {_shown(both)}", "pass each key to one of them: --keep keeps it, --drop not"
+        )
+    rest = [k for k in shapes if k not in dropped and k not in kept]
     chosen, others = select_copy(rest, copy)
     dropped.update(others)
-    kept = {k: tuple(shapes[k]) for k in rest if k not in others}
-    check_encoder_parts(kept)
-    return Selection(shapes=kept, dropped=dropped, copy=chosen)
+    remaining = {k: tuple(shapes[k]) for k in rest if k not in others}
+    check_encoder_parts(remaining)
+    return Selection(shapes=remaining, dropped=dropped, copy=chosen, kept=kept)
 
 
 # --- the config the checkpoint records ----------------------------------------------------------

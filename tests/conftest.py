@@ -81,6 +81,15 @@ def trainer_output(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     return output_dir
 
 
+@pytest.fixture(scope="session")
+def crf_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A token classifier with a CRF over its logits (``model.*`` + ``crf.transitions`` ...), trained for 3 steps
+    by a real ``Trainer`` on the CRF's negative log-likelihood."""
+    return demo.train_checkpoint(
+        base_model, tmp_path_factory.mktemp("crf") / "crf.ckpt", task="token-classification", layout="crf"
+    )
+
+
 @pytest.fixture()
 def cli(tmp_path: Path):
     """Invoke the CLI in-process; returns click's Result (stdout and stderr kept apart)."""
