@@ -31,6 +31,7 @@ from .checkpoint import (
     load_tiers,
 )
 from .errors import CheckpointError
+from .filesystem import read_error
 
 #: ``Checkpoint.generation`` of a folder transformers wrote.
 TRANSFORMERS = "transformers"
@@ -90,7 +91,7 @@ def _weight_files(folder: Path) -> list[Path]:
         if not index.is_file():
             continue
         try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            weight_map = _json(index)["weight_map"]
             names = sorted(set(weight_map.values()))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(
@@ -116,6 +117,8 @@ def _weight_files(folder: Path) -> list[Path]:
 def _json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CheckpointError(*read_error(path, exc, "file")) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(
             f"{path} is not valid JSON ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",

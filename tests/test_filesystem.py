@@ -64,7 +64,7 @@ def _in_small_tmpfs(mount: Path, size: str, script: str, *args: object) -> subpr
 
 
 @needs_namespaces
-def test_a_full_disk_while_the_weights_are_written(checkpoints, base_model, tmp_path):
+def test_a_full_disk_while_the_weights_are_written(cli, checkpoints, base_model, tmp_path):
     mount = tmp_path / "small"
     script = (
         f'"{sys.executable}" -m longformer_action convert --checkpoint "$2" --output "$1/model" --base-model "$3"; '
@@ -78,14 +78,14 @@ def test_a_full_disk_while_the_weights_are_written(checkpoints, base_model, tmp_
     assert "exit=1" in result.stdout and "left:\n" in result.stdout + "\n", "nothing at --output, no staging folder"
     assert "save: failed" in result.stderr
     # the fix: another --output, on a disk with room
-    fixed = _cli("convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "model", "--base-model",
-                 base_model)  # fmt: skip
-    assert fixed.returncode == 0, fixed.stderr
+    fixed = cli("convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "model", "--base-model",
+                base_model)  # fmt: skip
+    assert fixed.exit_code == 0, fixed.stderr
     assert f"it needs {human_bytes((tmp_path / 'model' / 'model.safetensors').stat().st_size)} (" in line
 
 
 @needs_namespaces
-def test_a_full_disk_under_report(checkpoints, base_model, tmp_path):
+def test_a_full_disk_under_report(cli, checkpoints, base_model, tmp_path):
     mount = tmp_path / "full"
     out = tmp_path / "model"
     script = (
@@ -99,9 +99,9 @@ def test_a_full_disk_under_report(checkpoints, base_model, tmp_path):
     assert line.endswith("Free space on that disk, or pass another --report on a disk with room.")
     assert "exit=1" in result.stdout and "left:filler\n" in result.stdout, "no half-written report or temporary file"
     assert not out.exists(), "a report that cannot be written stops the folder from appearing"
-    fixed = _cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model,
-                 "--report", tmp_path / "report.json")  # fmt: skip
-    assert fixed.returncode == 0, fixed.stderr
+    fixed = cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model,
+                "--report", tmp_path / "report.json")  # fmt: skip
+    assert fixed.exit_code == 0, fixed.stderr
     assert json.loads((tmp_path / "report.json").read_text())["status"] == "ok"
 
 
@@ -213,22 +213,22 @@ def test_a_name_in_another_unicode_normalization(cli, checkpoints, tmp_path):
     assert cli("inspect", "--checkpoint", on_disk).exit_code == 0
 
 
-def test_a_name_that_is_not_utf8(checkpoints, base_model, tmp_path):
+def test_a_name_that_is_not_utf8(cli, checkpoints, base_model, tmp_path):
     folder = os.fsencode(tmp_path)
     bad = folder + b"/mod\xe8le.ckpt"
     shutil.copy(checkpoints["plain"], bad)
-    result = _cli("convert", "--checkpoint", os.fsdecode(bad), "--output", tmp_path / "m", "--base-model", base_model)
-    line = _error_line(result.stderr)
+    result = cli("convert", "--checkpoint", os.fsdecode(bad), "--output", tmp_path / "m", "--base-model", base_model)
+    line = one_error_line(result)
     assert "mod\\xe8le.ckpt is not valid UTF-8" in line and "Rename it to a UTF-8 name" in line
     assert "corrupt" not in line and "copy" not in line
-    result = _cli("convert", "--checkpoint", checkpoints["plain"], "--output", os.fsdecode(folder + b"/out\xe8"),
-                  "--base-model", base_model)  # fmt: skip
-    assert "--output " in _error_line(result.stderr) and "is not valid UTF-8" in result.stderr
+    result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", os.fsdecode(folder + b"/out\xe8"),
+                 "--base-model", base_model)  # fmt: skip
+    assert "--output " in one_error_line(result) and "is not valid UTF-8" in result.stderr
     assert sorted(os.listdir(folder)) == [b"mod\xe8le.ckpt"]
     os.rename(bad, folder + b"/model.ckpt")  # the fix
-    fixed = _cli("convert", "--checkpoint", tmp_path / "model.ckpt", "--output", tmp_path / "m", "--base-model",
-                 base_model)  # fmt: skip
-    assert fixed.returncode == 0, fixed.stderr
+    fixed = cli("convert", "--checkpoint", tmp_path / "model.ckpt", "--output", tmp_path / "m", "--base-model",
+                base_model)  # fmt: skip
+    assert fixed.exit_code == 0, fixed.stderr
 
 
 @pytest.mark.skipif(not ROOT or shutil.which("setpriv") is None, reason="dropping the override needs root and setpriv")
@@ -262,3 +262,16 @@ def test_a_checkpoint_the_user_cannot_read(checkpoints, tmp_path, where):
     assert "copy it again" not in line
     fixed = run()
     assert fixed.returncode == 0, fixed.stderr
+
+
+def test_a_read_error_of_the_device_is_not_called_damage(cli, checkpoints, monkeypatch):
+    """EIO while torch reads the checkpoint: the disk failed, the file may be whole; copying it is not the fix."""
+    import torch
+
+    def failing(*args, **kwargs):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(torch, "load", failing)
+    line = one_error_line(cli("inspect", "--checkpoint", checkpoints["plain"]))
+    assert "input/output error while reading checkpoint" in line and "(EIO)" in line
+    assert "Check that device or mount" in line and "copy" not in line and "corrupt" not in line
