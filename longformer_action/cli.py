@@ -120,7 +120,8 @@ _checkpoint_option = click.option(
     "--checkpoint",
     required=True,
     type=click.Path(path_type=Path, readable=False),  # an unreadable file is the reader's to explain
-    help="The Lightning .ckpt file (or a torch.save'd state dict, a .safetensors file, or the folder an FSDP "
+    help="The Lightning .ckpt file (or a Lightning Fabric fabric.save file, a torch.save'd state dict, a .safetensors "
+    "file, a folder transformers wrote: a Trainer's checkpoint-N or save_pretrained's output, or the folder an FSDP "
     "strategy wrote; DeepSpeed folders get the command that consolidates them).",
 )
 _trust_option = click.option(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,7 @@ def _plan(
     return mapping, config
 
 
-def _custom_head(ckpt: Checkpoint, mapping: KeyMapping, kept: Any) -> dict[str, Any] | None:
+def _custom_head(ckpt: Checkpoint, mapping: KeyMapping, kept: Mapping[str, str]) -> dict[str, Any] | None:
     """What ``custom_head.safetensors`` holds, for the report and the card: each tensor's shape, dtype and why."""
     if not mapping.custom_head:
         return None
