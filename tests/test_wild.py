@@ -540,6 +540,11 @@ def test_keep_converts_the_tagger_and_keeps_the_crf(cli, crf_checkpoint, base_mo
     assert "| `crf.transitions` | [3, 3] | float32 | `--keep` |" in card
     assert "are a CRF over 3 tags: they decode the classifier's logits" in card and "Viterbi decoding" in card
     assert "# trained with a CRF (crf.* in custom_head.safetensors)" in card
+    from longformer_action.report import summary_markdown
+
+    summary = summary_markdown(report)
+    assert "### Kept beside the model: `custom_head.safetensors`" in summary
+    assert "| `crf.transitions` | [3, 3] | float32 | `--keep` |" in summary
 
     # what the module predicted: its CRF's Viterbi path over its logits; the folder and the kept tensors give it
     module = _crf_module(base_model, crf_checkpoint)
