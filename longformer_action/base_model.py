@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaseModelError
+from .filesystem import read_error
 from .tasks import FAMILIES
 
 #: Files copied into the output folder when the base model has them.
@@ -88,6 +89,8 @@ def resolve_base_model(spec: str, *, revision: str | None = None, token: str | N
         )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BaseModelError(*read_error(config_path, exc, "base model config")) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BaseModelError(
             f"base model's config.json is not valid JSON ({exc})", "fix or replace config.json"

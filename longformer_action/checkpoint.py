@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
+from .filesystem import raise_read_problem, read_error
 
 #: Keys Lightning writes next to ``state_dict``; a dict with these is a Lightning checkpoint.
 _LIGHTNING_KEYS = {
@@ -45,6 +46,9 @@ _LIGHTNING_KEYS = {
 
 _SAFETENSORS_SUFFIXES = (".safetensors",)
 
+#: ``Checkpoint.generation`` of a file written by Lightning Fabric's ``Fabric.save``.
+FABRIC = "fabric"
+
 
 @dataclass
 class Checkpoint:
@@ -54,12 +58,15 @@ class Checkpoint:
         path: the file, or the folder of a distributed checkpoint (FSDP sharded).
         state_dict: parameter name to tensor (memory-mapped where the format allows).
         file_format: ``zip``, ``legacy`` (torch < 1.6 serialization), ``safetensors``, or
-            ``torch-distributed`` (a folder read with ``torch.distributed.checkpoint``).
+            ``torch-distributed`` (a folder read with ``torch.distributed.checkpoint``); for a
+            transformers folder, its weights files' format.
         generation: which writer made it: ``lightning-0.6-0.7``, ``lightning-0.8-0.9``,
-            ``lightning-1.x-2.x``, or ``state-dict`` for a bare state dict.
+            ``lightning-1.x-2.x``, ``fabric`` (Lightning Fabric's ``Fabric.save``: the state dict under
+            ``model`` beside the user's own entries), ``transformers`` (a ``save_pretrained`` or Trainer
+            folder), or ``state-dict`` for a bare state dict.
         loader: ``weights-only``, ``restricted`` or ``trusted``: the tier that read it.
         lightning_version: ``pytorch-lightning_version`` when present.
-        epoch, global_step: training progress when present.
+        epoch, global_step: training progress when present (a Trainer's epoch may be fractional).
         hyper_parameters: names to a short description of each value's type.
         hparams: the hyper-parameters themselves (inert placeholders where objects were not built).
         placeholders: qualified names of globals that were replaced by inert placeholders.
@@ -73,7 +80,7 @@ class Checkpoint:
     generation: str
     loader: str
     lightning_version: str | None = None
-    epoch: int | None = None
+    epoch: int | float | None = None
     global_step: int | None = None
     hyper_parameters: dict[str, str] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
@@ -280,16 +287,25 @@ def detect_format(path: Path) -> str:
     """``zip``, ``legacy`` or ``safetensors``, from the file's first bytes.
 
     Raises:
-        CheckpointError: the path is missing, a directory, empty, a truncated zip, or not a checkpoint.
+        CheckpointError: the path is missing (or a dangling link, or not UTF-8), unreadable, a directory,
+            empty, a truncated zip, a Git LFS pointer, or not a checkpoint.
     """
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist", "check the --checkpoint path")
+    raise_read_problem(path, "checkpoint", "--checkpoint", CheckpointError)
     if path.is_dir():
         from .distributed import find_layout, layout_error
 
         layout = find_layout(path)
         if layout is not None:
             raise layout_error(layout)
+        from .pretrained import trainer_checkpoints
+
+        saved = trainer_checkpoints(path)
+        if saved:
+            shown = ", ".join(p.name for p in saved[:5])
+            raise CheckpointError(
+                f"checkpoint {path} is a transformers Trainer's output folder (checkpoints: {shown})",
+                f"pass one of its checkpoint folders: --checkpoint {saved[0]} is the latest",
+            )
         inside = sorted(p.name for p in path.glob("*.ckpt"))
         if inside:
             raise CheckpointError(
@@ -399,10 +415,20 @@ def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], str]:
         return dict(mapping["state_dict"]), "state-dict"
     if mapping and all(is_tensor(v) for v in mapping.values()):
         return dict(mapping), "state-dict"
+    # Fabric.save({"model": model, "optimizer": optimizer, "iteration": n, ...}) stores each module's state
+    # dict under its own name: a mapping of tensors beside other entries. With several (a model and its
+    # EMA), each one's keys are prefixed with its name, and --copy picks one.
+    held = [k for k, v in mapping.items() if isinstance(v, Mapping) and v and all(is_tensor(t) for t in v.values())]
+    if len(held) == 1:
+        return dict(mapping[held[0]]), FABRIC
+    if held:
+        return {f"{k}.{name}": t for k in held for name, t in mapping[k].items()}, FABRIC
     keys = ", ".join(sorted(str(k) for k in mapping)[:8])
     raise CheckpointError(
-        f"checkpoint {path} has no 'state_dict' and is not a bare state dict (top-level keys: {keys})",
-        "pass a Lightning .ckpt file or a torch.save(model.state_dict()) file",
+        f"checkpoint {path} has no 'state_dict', no entry that is a state dict (as Fabric.save writes 'model'), and "
+        f"is not a bare state dict (top-level keys: {keys})",
+        "pass a Lightning .ckpt file, a Fabric.save file with the model's state dict, or a "
+        "torch.save(model.state_dict()) file",
     )
 
 
@@ -410,8 +436,10 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
     """Read a checkpoint's ``state_dict`` and metadata without running code from it.
 
     Args:
-        path: a Lightning ``.ckpt``, a ``torch.save``d state dict, a ``.safetensors`` file, or a
-            distributed checkpoint folder (or any file in one; see ``distributed``).
+        path: a Lightning ``.ckpt``, a ``Fabric.save`` file, a ``torch.save``d state dict, a
+            ``.safetensors`` file, a distributed checkpoint folder (or any file in one; see
+            ``distributed``), or a folder transformers wrote (``save_pretrained``, a Trainer's
+            ``checkpoint-N``; or a shard of one; see ``pretrained``).
         trust: unpickle everything (runs code the file carries). Only for files the user trusts.
 
     Returns:
@@ -419,15 +447,24 @@ def read_checkpoint(path: Path, *, trust: bool = False) -> Checkpoint:
 
     Raises:
         CheckpointError: the file is missing, empty, truncated, not a checkpoint, or holds no state
-            dict; a distributed layout that must be consolidated first; with ``trust``, an object
-            the file names that cannot be imported or rebuilt here.
+            dict; a distributed layout that must be consolidated first; one of a Trainer's own files
+            (``optimizer.pt``, ``training_args.bin`` ...); with ``trust``, an object the file names
+            that cannot be imported or rebuilt here.
     """
     from .distributed import find_layout, read_distributed
+    from .pretrained import folder_of, read_pretrained, side_file_error
 
     path = Path(path)
+    raise_read_problem(path, "checkpoint", "--checkpoint", CheckpointError)
     layout = find_layout(path)
     if layout is not None:
         return read_distributed(layout, trust=trust)
+    folder = folder_of(path)
+    if folder is not None:
+        return read_pretrained(folder, trust=trust)
+    side = side_file_error(path)
+    if side is not None:
+        raise side
     file_format = detect_format(path)
     sha256 = in_background(lambda: file_sha256(path))
     placeholders: list[str] = []
@@ -457,16 +494,29 @@ def fill_metadata(ckpt: Checkpoint, obj: Any) -> None:
         ckpt: the checkpoint being read; its ``generation`` is already known.
         obj: the unpickled checkpoint dict (or a distributed folder's ``meta.pt``).
     """
-    if isinstance(obj, Mapping):
-        ckpt.top_level_keys = sorted(str(k) for k in obj)
-        if ckpt.generation.startswith("lightning"):
-            ckpt.lightning_version = _generation(obj)[1]
-            ckpt.epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
-            ckpt.global_step = obj.get("global_step") if isinstance(obj.get("global_step"), int) else None
-            hparams = as_mapping(obj.get("hyper_parameters", obj.get("hparams")))
-            if hparams is not None:
-                ckpt.hyper_parameters = {str(k): _describe(v) for k, v in hparams.items()}
-                ckpt.hparams = {str(k): v for k, v in hparams.items()}
+    if not isinstance(obj, Mapping):
+        return
+    ckpt.top_level_keys = sorted(str(k) for k in obj)
+    if ckpt.generation.startswith("lightning"):
+        ckpt.lightning_version = _generation(obj)[1]
+        ckpt.epoch = _count(obj, "epoch")
+        ckpt.global_step = _count(obj, "global_step")
+        hparams = as_mapping(obj.get("hyper_parameters", obj.get("hparams")))
+    elif ckpt.generation == FABRIC:
+        # Fabric records nothing of its own: the user's entries, named as Fabric's examples name them
+        ckpt.epoch = _count(obj, "epoch")
+        ckpt.global_step = _count(obj, "global_step", "step", "iteration")
+        hparams = as_mapping(obj.get("hparams", obj.get("hyper_parameters")))
+    else:
+        return
+    if hparams is not None:
+        ckpt.hyper_parameters = {str(k): _describe(v) for k, v in hparams.items()}
+        ckpt.hparams = {str(k): v for k, v in hparams.items()}
+
+
+def _count(obj: Mapping[str, Any], *names: str) -> int | None:
+    found = (obj.get(name) for name in names)
+    return next((v for v in found if isinstance(v, int) and not isinstance(v, bool)), None)
 
 
 #: What a damaged file raises while it is read: a bad or cut zip, a CRC mismatch, an unexpected end
@@ -519,10 +569,8 @@ def _load_or_explain(path: Path, file_format: str, **kwargs: Any) -> Any:
     except _RebuildFailed as failed:
         raise rebuild_error(path, failed) from None
     except _DAMAGE as exc:
-        if isinstance(exc, PermissionError):
-            raise CheckpointError(
-                f"cannot read checkpoint {path}: permission denied", "make the file readable"
-            ) from None
+        if isinstance(exc, OSError):  # the device or a permission, not damage: copying would not help
+            raise CheckpointError(*read_error(path, exc, "checkpoint")) from None
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {_first_line(exc)})",
             "the file was cut short while copying or uploading; copy it again",
@@ -560,7 +608,9 @@ def _load_safetensors(path: Path) -> dict[str, Any]:
 
     try:
         return load_file(path, device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
+    except OSError as exc:
+        raise CheckpointError(*read_error(path, exc, "checkpoint")) from None
+    except (SafetensorError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint {path} is not a readable safetensors file ({str(exc).splitlines()[0][:160]})",
             "copy the file again, or pass the original .ckpt",

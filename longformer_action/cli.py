@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import json
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .choices import DEFAULT_BASE_MODEL, DTYPES, GLOBAL_ATTENTION, PROBLEM_TYPES, TASKS
-from .errors import CheckFailed, ConversionError
+from .errors import CheckFailed, ConversionError, UnexpectedError
 
 # Interpreter teardown garbage-collects every object torch and transformers built (about 1 s on 2
 # cores) though nothing alive at exit needs it: files are closed by `with` blocks. Registered at
@@ -45,11 +47,29 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").lower()])
 
 
+@contextlib.contextmanager
+def _bugs_as_errors(command: str, *, debug: bool, progress: Any = None) -> Iterator[None]:
+    """Turn an exception no check foresaw into one ``UnexpectedError`` line naming the stage it escaped from.
+
+    ``--debug`` prints its traceback first. Click's own exceptions (usage errors, exit) pass through.
+    """
+    try:
+        yield
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except Exception as exc:
+        if debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        raise UnexpectedError(getattr(progress, "failed", None) or command, exc) from exc
+
+
 def _run(
     work: Callable[[Any], dict[str, Any]],
     *,
     outputs: Callable[[dict[str, Any]], dict[str, str]],
     owned: list[Path | None],
+    command: str,
+    debug: bool = False,
 ) -> dict[str, Any]:
     """Run a command's work; in GitHub Actions add groups, annotations, outputs and the summary."""
     from .gha import Actions
@@ -58,9 +78,11 @@ def _run(
     actions = Actions.detect()
     if actions:
         actions.mask(os.environ.get("HF_TOKEN"))
+        debug = debug or os.environ.get("RUNNER_DEBUG") == "1"  # a re-run with debug logging
     progress = actions.progress() if actions else Progress()
     try:
-        report = work(progress)
+        with _bugs_as_errors(command, debug=debug, progress=progress):
+            report = work(progress)
     except ConversionError as exc:
         if actions:
             from .report import summary_markdown
@@ -97,8 +119,9 @@ def main() -> None:
 _checkpoint_option = click.option(
     "--checkpoint",
     required=True,
-    type=click.Path(path_type=Path),
-    help="The Lightning .ckpt file (or a torch.save'd state dict, a .safetensors file, or the folder an FSDP "
+    type=click.Path(path_type=Path, readable=False),  # an unreadable file is the reader's to explain
+    help="The Lightning .ckpt file (or a Lightning Fabric fabric.save file, a torch.save'd state dict, a .safetensors "
+    "file, a folder transformers wrote: a Trainer's checkpoint-N or save_pretrained's output, or the folder an FSDP "
     "strategy wrote; DeepSpeed folders get the command that consolidates them).",
 )
 _trust_option = click.option(
@@ -117,6 +140,13 @@ _report_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Also write the JSON report here (written even when the check fails).",
+)
+_debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    envvar="LONGFORMER_CONVERT_DEBUG",
+    help="Print the traceback of an unexpected failure (a bug) as well as its Error line; also "
+    "LONGFORMER_CONVERT_DEBUG=1 (and a GitHub Actions re-run with debug logging).",
 )
 _module_option = click.option(
     "--lightning-module",
@@ -174,6 +204,15 @@ _drop_option = click.option(
     help="Drop the checkpoint keys that start with PREFIX (repeatable), e.g. 'loss_fn.' for a weighted loss's "
     "class weights; the report and the model card list them as dropped by --drop.",
 )
+_keep_option = click.option(
+    "--keep",
+    multiple=True,
+    metavar="PREFIX",
+    help="Keep the checkpoint keys that start with PREFIX (repeatable) beside the model, in custom_head.safetensors, "
+    "while the rest converts to the task's class: trained tensors no transformers class computes next to its head, "
+    "e.g. 'crf.' for a CRF's transitions over a token classifier's logits; the report and the model card list them "
+    "with their shapes.",
+)
 _adapter_option = click.option(
     "--adapter-config",
     type=click.Path(exists=True, path_type=Path),
@@ -220,6 +259,7 @@ _adapter_option = click.option(
 @_prefix_option
 @_copy_option
 @_drop_option
+@_keep_option
 @_adapter_option
 @click.option(
     "--dtype",
@@ -246,7 +286,8 @@ _adapter_option = click.option(
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
 @_trust_option
 @_module_option
-def convert(checkpoint: Path, output: Path, **options: Any) -> None:
+@_debug_option
+def convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None:
     """Convert a checkpoint into a checked Hugging Face folder."""
     _needs_trust(options)
     from .pipeline import ConvertOptions
@@ -263,7 +304,13 @@ def convert(checkpoint: Path, output: Path, **options: Any) -> None:
             "max-abs-diff": f"{check['max_abs_diff']:.6g}" if check else "",
         }
 
-    _run(lambda progress: run(checkpoint, output, opts, progress), outputs=outputs, owned=[output, opts.report])
+    _run(
+        lambda progress: run(checkpoint, output, opts, progress),
+        outputs=outputs,
+        owned=[output, opts.report],
+        command="convert",
+        debug=debug,
+    )
 
 
 @main.command()
@@ -278,6 +325,7 @@ def convert(checkpoint: Path, output: Path, **options: Any) -> None:
 @_prefix_option
 @_copy_option
 @_drop_option
+@_keep_option
 @_adapter_option
 @click.option(
     "--global-attention",
@@ -289,7 +337,8 @@ def convert(checkpoint: Path, output: Path, **options: Any) -> None:
 @_report_option
 @_trust_option
 @_module_option
-def verify(model_dir: Path, checkpoint: Path, **options: Any) -> None:
+@_debug_option
+def verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> None:
     """Check an existing folder against the checkpoint it was converted from."""
     _needs_trust(options)
     from .pipeline import verify as run
@@ -301,6 +350,8 @@ def verify(model_dir: Path, checkpoint: Path, **options: Any) -> None:
         lambda progress: run(model_dir, checkpoint, progress=progress, **options),
         outputs=outputs,
         owned=[options["report"]],
+        command="verify",
+        debug=debug,
     )
 
 
@@ -308,12 +359,14 @@ def verify(model_dir: Path, checkpoint: Path, **options: Any) -> None:
 @_checkpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
 @_trust_option
-def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
+@_debug_option
+def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool) -> None:
     """Describe a checkpoint without loading its tensor data."""
     from .pipeline import inspect as run
     from .progress import human_bytes
 
-    info = run(checkpoint, trust_checkpoint=trust_checkpoint)
+    with _bugs_as_errors("inspect", debug=debug):
+        info = run(checkpoint, trust_checkpoint=trust_checkpoint)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -339,6 +392,8 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
             f"adapters:      LoRA on {len(adapted['modules'])} modules under '{where}', not merged "
             "(--adapter-config merges them)"
         )
+    for prefix, tags in (info.get("crfs") or {}).items():
+        lines.append(f"crf:           '{prefix}' over {tags} tags (--keep {prefix} keeps it beside the tagger)")
     head = info.get("head")
     if head:
         keys = ", ".join(f"{k} {v}" for k, v in list(head["head_keys"].items())[:8]) or "none (the encoder alone)"
@@ -373,7 +428,8 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool) -> None:
     show_default=True,
     help="The tiny model's task.",
 )
-def demo(output: Path | None, task: str) -> None:
+@_debug_option
+def demo(output: Path | None, task: str, debug: bool) -> None:
     """Train a tiny Longformer (or LED) with Lightning, convert it, check it and run it on a sample (offline).
 
     The sample is a question for question answering, a text for the classifiers, a masked text for
@@ -389,12 +445,13 @@ def demo(output: Path | None, task: str) -> None:
         raise ConversionError(f"demo folder {output} exists and is not empty", "pass an empty or new --output")
     progress = Progress()
     family = tasks.FAMILIES[tasks.get(task).family]
-    with progress.stage("demo", f"Train a tiny {family.short} for {task} with Lightning") as stage:
-        base = tiny.make_base_model(work / "base", family=family.name)
-        checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", task=task, steps=5)
-        stage.detail = f"base model at {base}, checkpoint at {checkpoint} (5 AdamW steps)"
-    model = work / "model"
-    report = run(checkpoint, model, ConvertOptions(base_model=str(base)), progress)
+    with _bugs_as_errors("demo", debug=debug, progress=progress):
+        with progress.stage("demo", f"Train a tiny {family.short} for {task} with Lightning") as stage:
+            base = tiny.make_base_model(work / "base", family=family.name)
+            checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", task=task, steps=5)
+            stage.detail = f"base model at {base}, checkpoint at {checkpoint} (5 AdamW steps)"
+        model = work / "model"
+        report = run(checkpoint, model, ConvertOptions(base_model=str(base)), progress)
     check = report["check"]
     click.echo(f"model:  {model}")
     click.echo(f"task:   {report['task']} ({report['architecture']})")

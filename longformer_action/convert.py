@@ -23,6 +23,7 @@ from typing import Any
 from .base_model import BaseModel
 from .checkpoint import Checkpoint, is_tensor
 from .errors import BaseModelError, MappingError, OutputError
+from .filesystem import writing
 from .mapping import KeyMapping
 from .tasks import FAMILIES, Task, family_of_model_type
 
@@ -107,9 +108,10 @@ def expected_shapes(task: Task, config: Any, *, pooler: bool = True) -> dict[str
             model = cls(config, add_pooling_layer=pooler) if task.pooler is None else cls(config)
     except (ValueError, AssertionError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        family = FAMILIES[task.family]
         raise BaseModelError(
-            f"the base config does not build {task.architecture} (attention_window {config.attention_window}, "
-            f"{config.num_hidden_layers} encoder layers): {first}",
+            f"the base config does not build {task.architecture} (attention_window "
+            f"{family.value(config, 'attention_window')}, {family.value(config, 'layers')} encoder layers): {first}",
             "pass --base-model with the config the model was trained from (an even attention_window, one per layer)",
         ) from None
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -316,25 +318,34 @@ def write_model(
 
     Returns:
         The files written, with sizes.
+
+    Raises:
+        OutputError: a write failed (a full disk, a quota, a read-only file system ...; see
+            ``filesystem.write_error``), naming the file.
     """
     import torch
     from huggingface_hub import split_torch_state_dict_into_shards
 
     out_dtype = resolve_dtype(dtype, tensors)
     config.dtype = str(out_dtype).removeprefix("torch.")
-    config.save_pretrained(folder)
+    with writing(folder / "config.json"):
+        config.save_pretrained(folder)
 
     planned = {k: torch.empty(t.shape, dtype=target_dtype(t.dtype, dtype), device="meta") for k, t in tensors.items()}
     split = split_torch_state_dict_into_shards(planned, max_shard_size=max_shard_size)
     digests = {}
     for filename, names in split.filename_to_tensors.items():
         subset = {n: tensors[n] for n in names}
-        digests[filename] = _write_safetensors(folder / filename, subset, dtype=dtype, advance=advance)
+        digests[filename] = _write_safetensors(
+            folder / filename, subset, dtype=dtype, advance=advance, split="--max-shard-size"
+        )
     if split.is_sharded:
         index = {"metadata": {**split.metadata}, "weight_map": split.tensor_to_filename}
-        (folder / WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        with writing(folder / WEIGHTS_INDEX_NAME):
+            (folder / WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     for source in [*base.tokenizer_files, *base.extra_files]:
-        shutil.copyfile(source, folder / source.name)
+        with writing(folder / source.name, needs=source.stat().st_size, source=source):
+            shutil.copyfile(source, folder / source.name)
     return [file_info(p, digests) for p in sorted(folder.iterdir())]
 
 
@@ -355,7 +366,12 @@ def write_custom_head(folder: Path, ckpt: Checkpoint, mapping: KeyMapping) -> st
 
 
 def _write_safetensors(
-    path: Path, tensors: Mapping[str, Any], *, dtype: str, advance: Callable[[int], None] | None
+    path: Path,
+    tensors: Mapping[str, Any],
+    *,
+    dtype: str,
+    advance: Callable[[int], None] | None,
+    split: str | None = None,
 ) -> str:
     # safetensors.torch.save_file builds the whole file's bytes in memory first (a second copy of
     # every weight); this writes the same format one tensor at a time from the memory map, and
@@ -376,7 +392,7 @@ def _write_safetensors(
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
     digest = hashlib.sha256()
-    with path.open("wb") as f:
+    with writing(path, needs=8 + len(raw) + offset, split=split), path.open("wb") as f:
         for chunk in (struct.pack("<Q", len(raw)), raw):
             f.write(chunk)
             digest.update(chunk)
@@ -498,7 +514,8 @@ def write_checksums(folder: Path) -> Path:
         The path of the written file.
 
     Raises:
-        OutputError: a file name that ``sha256sum`` would need to escape (a backslash or a line break).
+        OutputError: a file name that ``sha256sum`` would need to escape (a backslash or a line break), or
+            the write failed (see ``filesystem.write_error``).
     """
     target = folder / CHECKSUMS_NAME
     lines = []
@@ -508,5 +525,6 @@ def write_checksums(folder: Path) -> Path:
             raise OutputError(f"file name {name!r} cannot be listed in {CHECKSUMS_NAME}", "rename the file")
         with path.open("rb") as f:
             lines.append(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {name}\n")
-    target.write_text("".join(lines), encoding="utf-8")
+    with writing(target):
+        target.write_text("".join(lines), encoding="utf-8")
     return target

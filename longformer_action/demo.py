@@ -112,7 +112,49 @@ def _lightning(package: str) -> Any:
 
 
 #: Layouts of ``make_module``: where the encoder and the head live in the LightningModule.
-LAYOUTS = ("wrapped", "sibling", "origin", "split", "bare")
+LAYOUTS = ("wrapped", "sibling", "origin", "split", "bare", "crf")
+
+
+def make_crf(num_tags: int) -> Any:
+    """A linear-chain conditional random field over ``num_tags`` tags, with pytorch-crf's parameter names.
+
+    ``transitions`` ``(n, n)`` scores tag ``j`` following tag ``i``; ``start_transitions`` and
+    ``end_transitions`` ``(n,)`` score the first and last tags. ``nll(emissions, tags)`` is the training
+    loss (the negative log-likelihood of the gold tags, mean over the batch); ``decode(emissions)`` is
+    Viterbi decoding, the best tag sequence ``(batch, seq)``, which argmax over each token does not give.
+    """
+    import torch
+    from torch import nn
+
+    class CRF(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.start_transitions = nn.Parameter(torch.empty(num_tags).uniform_(-0.1, 0.1))
+            self.end_transitions = nn.Parameter(torch.empty(num_tags).uniform_(-0.1, 0.1))
+            self.transitions = nn.Parameter(torch.empty(num_tags, num_tags).uniform_(-0.1, 0.1))
+
+        def nll(self, emissions: Any, tags: Any) -> Any:
+            picked = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # (batch, seq)
+            gold = self.start_transitions[tags[:, 0]] + picked.sum(1) + self.end_transitions[tags[:, -1]]
+            gold = gold + self.transitions[tags[:, :-1], tags[:, 1:]].sum(1)
+            alpha = self.start_transitions + emissions[:, 0]
+            for i in range(1, emissions.shape[1]):
+                alpha = torch.logsumexp(alpha.unsqueeze(2) + self.transitions + emissions[:, i].unsqueeze(1), dim=1)
+            return (torch.logsumexp(alpha + self.end_transitions, dim=1) - gold).mean()
+
+        def decode(self, emissions: Any) -> Any:
+            score, history = self.start_transitions + emissions[:, 0], []
+            for i in range(1, emissions.shape[1]):
+                score, best = (score.unsqueeze(2) + self.transitions + emissions[:, i].unsqueeze(1)).max(dim=1)
+                history.append(best)
+            last = (score + self.end_transitions).argmax(dim=1)
+            path = [last]
+            for best in reversed(history):
+                last = best.gather(1, last.unsqueeze(1)).squeeze(1)
+                path.append(last)
+            return torch.stack(path[::-1], dim=1)
+
+    return CRF()
 
 
 def _qa_split(config: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
@@ -207,7 +249,9 @@ def make_module(
             (question answering with two Linear(h, 1) heads for start and end); ``bare``
             (text2text-generation: the class's own attributes ``led``, ``lm_head`` (tied to
             ``led.shared``) and ``final_logits_bias`` on the LightningModule itself, so the keys
-            carry no prefix).
+            carry no prefix); ``crf`` (token-classification: ``self.model`` is the transformers
+            class and ``self.crf`` a CRF over its logits (``make_crf``), trained by the CRF's
+            negative log-likelihood).
         package: ``pytorch_lightning`` or ``lightning``.
         num_labels: outputs of a classification head.
         hparams: extra hyper-parameters to save in the checkpoint; ``global_attention`` (a
@@ -232,14 +276,17 @@ def make_module(
             self.save_hyperparameters()
             torch.manual_seed(0)
             self.convention = tasks.resolve_global_attention(entry, global_attention)
-            if layout == "wrapped":
+            if layout in ("wrapped", "crf"):
                 self.model = entry.model_class()(config)
                 self._head = None
+                if layout == "crf":
+                    self.crf = make_crf(config.num_labels)
             elif layout == "bare":  # LED's own attributes, as LEDForConditionalGeneration has them
                 self.led = LEDModel(config)
-                self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+                hidden, vocab = family.value(config, "hidden_size"), family.value(config, "vocab_size")
+                self.lm_head = nn.Linear(hidden, vocab, bias=False)
                 self.lm_head.weight = self.led.shared.weight
-                self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
+                self.register_buffer("final_logits_bias", torch.zeros(1, vocab))
                 self._head = None
             else:
                 encoder = LongformerModel(config, add_pooling_layer=entry.pooler is not False or layout == "origin")
@@ -274,6 +321,8 @@ def make_module(
             mask = tasks.global_attention_mask(self.convention, batch["input_ids"], tasks.sep_token_id(config))
             decoder = {k: batch[k] for k in decoder_keys if k in batch}
             out = self(batch["input_ids"], batch["attention_mask"], mask, **decoder)
+            if layout == "crf":
+                return self.crf.nll(out["logits"], batch["tags"])
             return LOSSES[task](out, batch)
 
         def configure_optimizers(self) -> Any:
@@ -321,22 +370,23 @@ def batches(
     from . import tasks
 
     config = json.loads((base_folder / "config.json").read_text())
-    config.setdefault("sep_token_id", config["eos_token_id"])  # LED's config has no separator of its own
+    family = tasks.family_of_config(config)
+    vocab, bos, sep, eos = (
+        family.value(config, r) for r in ("vocab_size", "bos_token_id", "sep_token_id", "eos_token_id")
+    )
     generator = torch.Generator().manual_seed(1)
     entry = tasks.get(task)
     shape = (batch_size, choices, length) if entry.inputs == "choices" else (batch_size, length)
     made = []
     for _ in range(count):
-        ids = torch.randint(5, config["vocab_size"], shape, generator=generator)
-        ids[..., 0] = config["bos_token_id"]
-        ids[..., 7] = ids[..., 8] = ids[..., -1] = config["sep_token_id"]
+        ids = torch.randint(5, vocab, shape, generator=generator)
+        ids[..., 0] = bos
+        ids[..., 7] = ids[..., 8] = ids[..., -1] = sep
         made.append(
             {
                 "input_ids": ids,
                 "attention_mask": torch.ones_like(ids),
-                "global_attention_mask": tasks.global_attention_mask(
-                    entry.global_attention, ids, config["sep_token_id"]
-                ),
+                "global_attention_mask": tasks.global_attention_mask(entry.global_attention, ids, sep),
                 "start": torch.randint(10, length - 4, (batch_size,), generator=generator),
                 "end": torch.randint(10, length - 4, (batch_size,), generator=generator),
                 "label": torch.randint(
@@ -346,9 +396,9 @@ def batches(
             }
         )
         if entry.inputs == "seq2seq":
-            labels = torch.randint(5, config["vocab_size"], (batch_size, 10), generator=generator)
-            labels[:, -1] = config["eos_token_id"]
-            start = torch.full((batch_size, 1), config["decoder_start_token_id"])
+            labels = torch.randint(5, vocab, (batch_size, 10), generator=generator)
+            labels[:, -1] = eos
+            start = torch.full((batch_size, 1), family.value(config, "decoder_start_token_id"))
             made[-1]["labels"] = labels
             made[-1]["decoder_input_ids"] = torch.cat([start, labels[:, :-1]], dim=1)
     return made
@@ -398,3 +448,108 @@ def train_checkpoint(
     module = make_module(base_folder, task=task, layout=layout, package=package, num_labels=num_labels, **hparams)
     made = batches(base_folder, steps, task=task, num_labels=num_labels)
     return fit_and_save(module, made, path, package=package)
+
+
+def train_fabric_checkpoint(
+    base_folder: Path,
+    path: Path,
+    *,
+    task: str = "token-classification",
+    steps: int = 3,
+    num_labels: int = 3,
+    hparams: dict[str, Any] | None = None,
+) -> Path:
+    """Train the task's transformers class for a few steps with Lightning Fabric and save it with ``Fabric.save``.
+
+    As Fabric's documentation writes it: ``fabric.save(path, {"model": model, "optimizer": optimizer,
+    "iteration": n, "hparams": {...}})``; Fabric stores the module's and the optimizer's state dicts, so
+    the file holds the model's keys (``longformer.*`` and the head's) under ``model``.
+
+    Returns:
+        ``path``.
+    """
+    import torch
+    from lightning.fabric import Fabric
+
+    from . import tasks
+
+    entry = tasks.get(task)
+    family = tasks.FAMILIES[entry.family]
+    config = family.config_cls().from_pretrained(base_folder, num_labels=num_labels if entry.labels else 2)
+    for name in ("lightning.fabric", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    fabric = Fabric(accelerator="cpu", devices=1)
+    torch.manual_seed(0)
+    model = entry.model_class()(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model, optimizer = fabric.setup(model, optimizer)
+    model.train()
+    convention = tasks.resolve_global_attention(entry, "default")
+    for batch in batches(base_folder, steps, task=task, num_labels=num_labels):
+        mask = tasks.global_attention_mask(convention, batch["input_ids"], tasks.sep_token_id(config))
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], global_attention_mask=mask)
+        loss = LOSSES[task]({n: getattr(out, n) for n in entry.outputs if getattr(out, n, None) is not None}, batch)
+        fabric.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fabric.save(path, {"model": model, "optimizer": optimizer, "iteration": steps, "hparams": dict(hparams or {})})
+    return path
+
+
+def train_with_transformers_trainer(
+    base_folder: Path,
+    output_dir: Path,
+    *,
+    task: str = "text-classification",
+    steps: int = 2,
+    labels: tuple[str, ...] = ("NEG", "NEU", "POS"),
+) -> Path:
+    """Train the task's transformers class for a few steps with ``transformers.Trainer`` (needs ``accelerate``).
+
+    The Trainer saves ``output_dir/checkpoint-<steps>/`` as it does in any fine-tuning script:
+    ``config.json``, ``model.safetensors``, ``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``,
+    ``trainer_state.json`` and ``training_args.bin``.
+
+    Returns:
+        The ``checkpoint-<steps>`` folder.
+    """
+    import torch
+    from transformers import Trainer, TrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    from . import tasks
+
+    entry = tasks.get(task)
+    family = tasks.FAMILIES[entry.family]
+    names = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    config = family.config_cls().from_pretrained(base_folder, **(names if entry.labels else {}))
+    torch.manual_seed(0)
+    model = entry.model_class()(config)
+    targets = {"text-classification": "label", "token-classification": "tags"}
+    rows = [
+        {
+            "input_ids": batch["input_ids"][i],
+            "attention_mask": batch["attention_mask"][i],
+            "labels": batch[targets.get(task, "label")][i],
+        }
+        for batch in batches(base_folder, steps, task=task, num_labels=len(labels))
+        for i in range(batch["input_ids"].shape[0])
+    ]
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        save_steps=steps,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+        seed=0,
+    )
+    hf_logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Trainer(model=model, args=args, train_dataset=rows).train()
+    return output_dir / f"checkpoint-{steps}"

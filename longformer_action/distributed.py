@@ -43,6 +43,7 @@ from .checkpoint import (
     rebuild_error,
 )
 from .errors import CheckpointError
+from .filesystem import read_error
 
 FSDP_SHARDED = "fsdp-sharded"
 DEEPSPEED_ZERO = "deepspeed-zero"
@@ -220,6 +221,9 @@ def _index_globals() -> dict[str, Any]:
 
 
 def _damaged(root: Path, what: str, exc: BaseException) -> CheckpointError:
+    if isinstance(exc, OSError):  # the device or a permission, not damage: copying would not help
+        failed = Path(os.fsdecode(exc.filename)) if isinstance(exc.filename, (str, bytes)) else root
+        return CheckpointError(*read_error(failed, exc, "checkpoint file"))
     return CheckpointError(
         f"checkpoint folder {root}: {what} is truncated or corrupt ({type(exc).__name__}: {_first_line(exc)})",
         "the folder was cut short while copying or uploading; copy the whole folder again",

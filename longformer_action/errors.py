@@ -1,6 +1,7 @@
 """The errors users see: one family, one line each, every one with its cause and its fix.
 
-Anything that is not a ``ConversionError`` escaping from a command is a bug and shows a traceback.
+Anything else escaping from a command is a bug: the command turns it into one ``UnexpectedError``
+line that names the stage, the exception and where to report it (``--debug`` adds the traceback).
 """
 
 from __future__ import annotations
@@ -59,3 +60,42 @@ class CheckFailed(ConversionError):
     stage = "check"
     #: The report of the failed check, for the step summary.
     report: dict | None = None
+
+
+#: The package whose metadata names the issue tracker (``[project.urls] Issues`` in pyproject.toml).
+PACKAGE = "longformer-convert-action"
+
+
+def issues_url() -> str:
+    """Where bugs are reported: the ``Issues`` project URL of the installed package's metadata."""
+    from importlib import metadata
+
+    try:
+        entries = metadata.metadata(PACKAGE).get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        entries = []
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() == "issues" and url.strip():
+            return url.strip()
+    return "the project's issue tracker"
+
+
+class UnexpectedError(ConversionError):
+    """An exception no check foresaw escaped a stage: a bug, told in one line with where to report it.
+
+    Attributes:
+        stage: the stage it escaped from (``read``, ``map``, ``check`` ...; the command's name
+            outside any stage).
+        exit_code: ``EXIT_CHECK_FAILED`` when it escaped while the check ran, else 1.
+    """
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        self.stage = stage
+        self.exit_code = EXIT_CHECK_FAILED if stage == "check" else 1
+        text = (str(exc).strip().splitlines() or [""])[0][:200]
+        super().__init__(
+            f"unexpected {type(exc).__name__} in the {stage} stage" + (f": {text}" if text else ""),
+            f"this is a bug in longformer-convert: report it at {issues_url()} with the command and this log "
+            "(--debug, or LONGFORMER_CONVERT_DEBUG=1, prints the traceback too)",
+        )

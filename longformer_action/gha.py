@@ -255,6 +255,9 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
     plan["drop"] = _comma_list(
         environ, "drop", "an empty prefix", "write the key prefixes comma-separated, e.g. `drop: loss_fn.,class_prior`"
     )
+    plan["keep"] = _comma_list(
+        environ, "keep", "an empty prefix", "write the key prefixes comma-separated, e.g. `keep: crf.`"
+    )
     attention = get("global-attention")
     if attention not in GLOBAL_ATTENTION:
         raise InputError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from .convert import (
     write_model,
 )
 from .errors import CheckFailed, ConversionError, MappingError
-from .mapping import KeyMapping, base_family, check_mapping, head_readings, plan_mapping
+from .filesystem import check_utf8_name, raise_read_problem, writing
+from .mapping import KeyMapping, _strip_wrappers, base_family, check_mapping, head_readings, plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
 from .verify import run_check, saved_dtype
@@ -62,6 +63,7 @@ class ConvertOptions:
     copy: str | None = None
     drop: tuple[str, ...] = ()
     adapter_config: Path | None = None
+    keep: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
@@ -70,7 +72,9 @@ def _report_on_failure(state: dict[str, Any], report_path: Path | None, command:
         yield
     except ConversionError as exc:
         if report_path is not None and "ckpt" in state and not isinstance(exc, CheckFailed):
-            write_json(report_path, build_report(command=command, error=exc.format_message(), **state))
+            write_json(
+                report_path, build_report(command=command, error=exc.format_message(), **state), option="--report"
+            )
         raise
 
 
@@ -97,6 +101,7 @@ def _plan(
     global_attention: str = "default",
     copy: str | None = None,
     drop: tuple[str, ...] = (),
+    keep: tuple[str, ...] = (),
     adapter_config: Path | None = None,
     state: dict[str, Any],
 ) -> tuple[KeyMapping, Any]:
@@ -113,12 +118,14 @@ def _plan(
         )
     if found is not None:
         shapes = adapters.merged_shapes(shapes, found)
-    picked = selection.select(shapes, copy=copy, drop=drop)
+    picked = selection.select(shapes, copy=copy, drop=drop, keep=keep)
     try:
         state["mapping"] = mapping = plan_mapping(picked.shapes, task=task, prefix=prefix)
     except MappingError as exc:
         raise selection.explain_extra_keys(picked.shapes, exc, task=task, prefix=prefix) from None
     mapping.dropped.update(picked.dropped)
+    mapping.dropped.update(picked.kept)
+    mapping.custom_head += [k for k in picked.kept if k not in mapping.custom_head]
     chosen = tasks.get(mapping.task, mapping.family)
     if problem_type and not chosen.problem_type:
         raise MappingError(
@@ -135,10 +142,33 @@ def _plan(
     tie_weights(ckpt, mapping, chosen, config)
     check_mapping(mapping, shapes, expected_shapes(chosen, config, pooler=mapping.has_pooler), chosen)
     state["conversion"] = _facts(chosen, mapping, config, source, global_attention)
-    state["conversion"]["selection"] = {"copy": copy, "drop": list(drop)}
+    state["conversion"]["selection"] = {"copy": copy, "drop": list(drop), "keep": list(keep)}
+    state["conversion"]["custom_head"] = _custom_head(ckpt, mapping, picked.kept)
     if found is not None:
         state["reference"] = merged.reference  # popped by the caller: not a report field
     return mapping, config
+
+
+def _custom_head(ckpt: Checkpoint, mapping: KeyMapping, kept: Mapping[str, str]) -> dict[str, Any] | None:
+    """What ``custom_head.safetensors`` holds, for the report and the card: each tensor's shape, dtype and why."""
+    if not mapping.custom_head:
+        return None
+    tensors = {key: ckpt.state_dict[key] for key in sorted(mapping.custom_head)}
+    _, stripped = _strip_wrappers(list(tensors))
+    crfs = selection.find_crfs({stripped[k]: tuple(t.shape) for k, t in tensors.items()})
+    return {
+        "file": CUSTOM_HEAD_NAME,
+        "tensors": [
+            {
+                "key": key,
+                "shape": list(t.shape),
+                "dtype": str(t.dtype).removeprefix("torch."),
+                "kept_by": "--keep" if key in kept else f"--task {mapping.task}",
+            }
+            for key, t in tensors.items()
+        ],
+        "crfs": [{"prefix": prefix, "tags": tags} for prefix, tags in crfs.items()],
+    }
 
 
 def _facts(task: tasks.Task, mapping: KeyMapping, config: Any, label_source: str, declared: str) -> dict[str, Any]:
@@ -174,6 +204,9 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         CheckFailed: the check failed; nothing is at ``output``.
     """
     state: dict[str, Any] = {"dtype_requested": options.dtype, "timings": progress.timings}
+    check_utf8_name(output, "--output")
+    if options.report is not None:
+        check_utf8_name(options.report, "--report")
     with (
         staged_output(output, overwrite=options.overwrite) as staged,
         _report_on_failure(state, options.report, "convert"),
@@ -194,6 +227,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 global_attention=options.global_attention,
                 copy=options.copy,
                 drop=options.drop,
+                keep=options.keep,
                 adapter_config=options.adapter_config,
                 state=state,
             )
@@ -234,16 +268,20 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             if not check.passed:
                 report = build_report(command="convert", **state)
                 if options.report is not None:
-                    write_json(options.report, report)
+                    write_json(options.report, report, option="--report")
                 raise _check_failed(check, f"nothing was written to {output}", report)
-        report = build_report(command="convert", **state)
-        (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
-        report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
-        write_json(staged.path / REPORT_NAME, report)
-        write_checksums(staged.path)
-        staged.publish()
-    if options.report is not None:
-        write_json(options.report, report)
+        with progress.stage("publish", "Write the model card, the report and SHA256SUMS; publish the folder") as stage:
+            report = build_report(command="convert", **state)
+            with writing(staged.path / CARD_NAME):
+                (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
+            report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
+            write_json(staged.path / REPORT_NAME, report)
+            write_checksums(staged.path)
+            if options.report is not None:  # before the folder appears: a report that cannot be written stops it
+                write_json(options.report, report, option="--report")
+            with writing(staged.output):
+                staged.publish()
+            stage.detail = f"{CARD_NAME}, {REPORT_NAME} and SHA256SUMS written; the folder is in place"
     progress.line(f"done: {output} ({sum(progress.timings.values()):.1f} s)")
     return report
 
@@ -342,6 +380,7 @@ def verify(
     global_attention: str | None = None,
     copy: str | None = None,
     drop: tuple[str, ...] = (),
+    keep: tuple[str, ...] = (),
     adapter_config: Path | None = None,
     progress: Progress,
 ) -> dict[str, Any]:
@@ -356,7 +395,10 @@ def verify(
         CheckFailed: the check failed.
     """
     state: dict[str, Any] = {"timings": progress.timings}
+    if report is not None:
+        check_utf8_name(report, "--report")
     with _report_on_failure(state, report, "verify"):
+        raise_read_problem(model_dir, "folder", "--model", ConversionError)
         if not (model_dir / "config.json").is_file():
             raise ConversionError(
                 f"{model_dir} has no config.json", "pass the folder that convert or save_pretrained wrote"
@@ -372,8 +414,8 @@ def verify(
             )
         if global_attention is None:
             global_attention = _recorded_global_attention(model_dir)
-        if copy is None and not drop:
-            copy, drop = _recorded_selection(model_dir)
+        if copy is None and not drop and not keep:
+            copy, drop, keep = _recorded_selection(model_dir)
         state["ckpt"] = ckpt = _read(checkpoint, trust_checkpoint, progress)
         recorded = _recorded_source(model_dir)
         other = (
@@ -401,6 +443,7 @@ def verify(
                 global_attention=global_attention,
                 copy=copy,
                 drop=drop,
+                keep=keep,
                 adapter_config=adapter_config,
                 state=state,
             )
@@ -434,7 +477,7 @@ def verify(
             check.passed = False
         result = build_report(command="verify", **state)
         if report is not None:
-            write_json(report, result)
+            write_json(report, result, option="--report")
         if not check.passed:
             if other:
                 raise _check_failed(check, other, result, "pass the checkpoint the folder was converted from")
@@ -510,10 +553,10 @@ def _recorded(folder: Path) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
-def _recorded_selection(folder: Path) -> tuple[str | None, tuple[str, ...]]:
-    """The ``--copy`` and ``--drop`` the folder was converted with (its report), for ``verify``."""
+def _recorded_selection(folder: Path) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """The ``--copy``, ``--drop`` and ``--keep`` the folder was converted with (its report), for ``verify``."""
     chosen = ((_recorded(folder).get("conversion") or {}).get("selection")) or {}
-    return chosen.get("copy"), tuple(chosen.get("drop") or ())
+    return chosen.get("copy"), tuple(chosen.get("drop") or ()), tuple(chosen.get("keep") or ())
 
 
 def _changed_files(folder: Path) -> list[str]:
@@ -573,7 +616,11 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
         if copies:
             selection.select_copy(shapes, None)  # raises, listing the copies and the --copy of each
         info["head"] = head_readings(shapes)
-        mapping = plan_mapping(shapes)
+        info["crfs"] = selection.find_crfs(shapes)
+        try:
+            mapping = plan_mapping(shapes)
+        except MappingError as exc:  # keys beside a head: name every way out, as convert does
+            raise selection.explain_extra_keys(shapes, exc, task="auto", prefix="auto") from None
     except ConversionError as exc:
         info["layout_error"] = exc.format_message()
         return info

@@ -38,6 +38,8 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.timings: dict[str, float] = {}
         self.min_interval = min_interval
+        #: The first stage that ended with an exception (for the error that names it), else ``None``.
+        self.failed: str | None = None
 
     def line(self, text: str) -> None:
         """Write one line."""
@@ -67,6 +69,8 @@ class Progress:
             record.seconds = time.perf_counter() - start
             self.timings[name] = round(self.timings.get(name, 0.0) + record.seconds, 3)
             status = record.detail if ok else "failed"
+            if not ok and self.failed is None:
+                self.failed = name
             self.line(f"{name}: {status} ({record.seconds:.1f} s)")
             self.end_group()
 

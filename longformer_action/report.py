@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -12,7 +13,8 @@ from typing import Any
 
 from .base_model import BaseModel
 from .checkpoint import Checkpoint
-from .convert import CUSTOM_HEAD_NAME, FileInfo
+from .convert import FileInfo
+from .filesystem import writing
 from .mapping import KeyMapping
 from .progress import human_bytes
 from .tasks import FAMILIES
@@ -108,12 +110,28 @@ def build_report(
     return report
 
 
-def write_json(path: Path, report: dict[str, Any]) -> None:
-    """Write the report as indented JSON (atomically: a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_json(path: Path, report: dict[str, Any], *, option: str = "--output") -> None:
+    """Write the report as indented JSON (atomically: a reader never sees half a file).
+
+    Args:
+        path: where.
+        report: the report.
+        option: the option that chose ``path`` (``--output``, ``--report``), named by a failure's fix.
+
+    Raises:
+        OutputError: the write failed (see ``filesystem.write_error``); no temporary file is left.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(report, indent=2, sort_keys=False) + "\n"
+    with writing(path, needs=len(text.encode()), option=option):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def _fmt(value: Any) -> str:
@@ -181,6 +199,11 @@ def _usage(conv: dict[str, Any]) -> list[str]:
         ]
     else:
         lines.append(f"outputs = {_call(conv)}(**inputs)")
+    for crf in (conv.get("custom_head") or {}).get("crfs") or []:
+        lines.append(
+            f"# trained with a CRF ({crf['prefix']}* in {conv['custom_head']['file']}): decode outputs.logits with "
+            "Viterbi over its transitions (below); argmax ignores them"
+        )
     if task.read_outputs:
         lines.append(task.read_outputs)
     if task.pipeline and not attention["call"]:
@@ -252,12 +275,7 @@ def model_card(report: dict[str, Any]) -> str:
             "allows exactly those keys to be missing). Use `last_hidden_state`; `pooler_output` means nothing here.",
             "",
         ]
-    if any(f["name"] == CUSTOM_HEAD_NAME for f in report["files"]):
-        lines += [
-            f"The custom head's tensors are kept in `{CUSTOM_HEAD_NAME}` under their checkpoint names: "
-            f'`safetensors.torch.load_file("path/to/this/folder/{CUSTOM_HEAD_NAME}")`.',
-            "",
-        ]
+    lines += _custom_head_lines(conv.get("custom_head"), "##")
     lines += ["## Check", ""]
     if check is None:
         lines += ["Not checked (converted with `--no-check`).", ""]
@@ -274,6 +292,34 @@ def model_card(report: dict[str, Any]) -> str:
         ]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
     return str(card)
+
+
+def _custom_head_lines(kept: dict[str, Any] | None, level: str) -> list[str]:
+    """The tensors kept beside the model with their shapes, and what a CRF among them does (card and summary)."""
+    if not kept:
+        return []
+    lines = [
+        f"{level} Kept beside the model: `{kept['file']}`",
+        "",
+        "Trained tensors no transformers class computes, under their checkpoint names "
+        f'(`safetensors.torch.load_file("path/to/this/folder/{kept["file"]}")`):',
+        "",
+        "| tensor | shape | dtype | kept by |",
+        "|---|---|---|---|",
+        *(f"| `{t['key']}` | {t['shape']} | {t['dtype']} | `{t['kept_by']}` |" for t in kept["tensors"]),
+        "",
+    ]
+    for crf in kept.get("crfs") or []:
+        p = crf["prefix"]
+        lines += [
+            f"`{p}transitions`, `{p}start_transitions` and `{p}end_transitions` are a CRF over {crf['tags']} tags: "
+            "they decode the classifier's logits (`outputs.logits`, the emission scores) by Viterbi decoding, "
+            f"the tag sequence with the best total score (`{p}start_transitions[first tag]` + the logits + "
+            f"`{p}transitions[tag, next tag]` along the sequence + `{p}end_transitions[last tag]`), not by argmax "
+            "over each token's logits, which ignores them.",
+            "",
+        ]
+    return lines
 
 
 def _declared(attention: dict[str, Any]) -> str:
@@ -336,6 +382,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
             lines += [f"Sample: *{check['smoke']['input']}* → `{check['smoke']['output']}`", ""]
         if check["failures"]:
             lines += ["Failures:", ""] + [f"- {f}" for f in check["failures"][:20]] + [""]
+    lines += _custom_head_lines((conv or {}).get("custom_head"), "###")
     if dropped:
         lines += [f"### Dropped keys ({len(dropped)})", "", "| key | reason |", "|---|---|"]
         lines += [f"| `{k['source']}` | {k['reason']} |" for k in dropped[:50]] + [""]

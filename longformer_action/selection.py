@@ -26,14 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import tasks
 from .checkpoint import Checkpoint, Inert, as_mapping
 from .errors import BaseModelError, MappingError
 from .mapping import _strip_wrappers
+from .pretrained import CONFIG_FILE
 
 Shape = tuple[int, ...]
 
 #: Reason given for keys named by ``--drop``.
 DROP_REASON = "dropped by --drop"
+#: Reason given for keys named by ``--keep``.
+KEEP_REASON = "kept beside the model in custom_head.safetensors by --keep (the class does not compute it)"
 #: The ``--copy`` value that selects the copy at the root of the state dict.
 ROOT_COPY = "."
 #: The ``--base-model`` value that takes the config from the checkpoint's hyper-parameters.
@@ -59,24 +63,28 @@ def _tops(names: Iterable[str]) -> str:
     return _shown({n.split(".")[0] + "." for n in names})
 
 
-# --- --drop -------------------------------------------------------------------------------------
+# --- --drop and --keep ---------------------------------------------------------------------------
 
 
-def drop_keys(names: Iterable[str], prefixes: Sequence[str]) -> dict[str, str]:
-    """The keys that ``--drop`` names: each key that starts with one of ``prefixes``.
+def drop_keys(
+    names: Iterable[str], prefixes: Sequence[str], *, option: str = "--drop", reason: str = DROP_REASON
+) -> dict[str, str]:
+    """The keys that ``--drop`` (or ``--keep``) names: each key that starts with one of ``prefixes``.
 
     A prefix matches a key as written in the checkpoint, or after the wrapper prefixes
     (``_forward_module.``, ``module.``, ``_orig_mod.``) that the mapping strips.
 
     Args:
         names: the state dict's keys.
-        prefixes: what ``--drop`` was given (a key or the prefix of several, e.g. ``loss_fn.``).
+        prefixes: what the option was given (a key or the prefix of several, e.g. ``loss_fn.``).
+        option: ``--drop`` or ``--keep``, for messages.
+        reason: the reason recorded for each key (``DROP_REASON``, ``KEEP_REASON``).
 
     Returns:
-        Key to the reason it is dropped (``DROP_REASON``).
+        Key to ``reason``.
 
     Raises:
-        MappingError: a prefix matches no key (a typo would otherwise drop nothing, silently).
+        MappingError: a prefix matches no key (a typo would otherwise set nothing aside, silently).
     """
     names = list(names)
     _, stripped = _strip_wrappers(names)
@@ -85,11 +93,31 @@ def drop_keys(names: Iterable[str], prefixes: Sequence[str]) -> dict[str, str]:
         hits = [k for k in names if k.startswith(prefix) or stripped[k].startswith(prefix)]
         if not hits:
             raise MappingError(
-                f"--drop '{prefix}' matches no key of the checkpoint",
+                f"{option} '{prefix}' matches no key of the checkpoint",
                 f"keys start with {_tops(names)}; pass a key or a prefix of keys (see `longformer-convert inspect`)",
             )
-        dropped.update(dict.fromkeys(hits, DROP_REASON))
+        dropped.update(dict.fromkeys(hits, reason))
     return dropped
+
+
+def find_crfs(shapes: Mapping[str, Shape]) -> dict[str, int]:
+    """The conditional random fields among ``shapes``: module prefix to its number of tags.
+
+    A CRF (pytorch-crf's ``CRF``, AllenNLP's ``ConditionalRandomField``, and the modules written after
+    them) keeps ``transitions`` ``(n, n)`` (the score of tag ``j`` following tag ``i``),
+    ``start_transitions`` ``(n,)`` and ``end_transitions`` ``(n,)``; it decodes a tagger's logits by
+    Viterbi decoding (the best tag sequence), not by argmax.
+    """
+    found: dict[str, int] = {}
+    for key, shape in shapes.items():
+        if key != "transitions" and not key.endswith(".transitions"):
+            continue
+        prefix = key[: -len("transitions")]
+        n = shape[0] if len(shape) == 2 and shape[0] == shape[1] else None
+        ends = (tuple(shapes.get(prefix + "start_transitions", ())), tuple(shapes.get(prefix + "end_transitions", ())))
+        if n and ends == ((n,), (n,)):
+            found[prefix] = n
+    return found
 
 
 # --- copies of the model ------------------------------------------------------------------------
@@ -318,22 +346,45 @@ def explain_extra_keys(shapes: Mapping[str, Shape], error: MappingError, *, task
         return error
     chosen, mapping = found[0]
     keys = [k for g in chosen for k in groups[g]]
-    options = " ".join(f"--drop {g}{'.' if len(groups[g]) > 1 or groups[g][0] != g else ''}" for g in chosen)
-    if isinstance(mapping, tuple):
-        return MappingError(
-            f"checkpoint keys {', '.join(f'{k!r} {list(shapes[k])}' for k in sorted(keys)[:6])} are not part of the "
-            f"model: without them the head beside the encoder may be {' or '.join(mapping)}",
-            f"if they are not model weights (a loss's class weights, a metric's state), pass {options} with the "
-            f"--task the module computed ({', '.join(f'--task {t}' for t in mapping)}) and the --global-attention "
-            "it passed",
+    prefixes = [f"{g}{'.' if len(groups[g]) > 1 or groups[g][0] != g else ''}" for g in chosen]
+    listed = ", ".join(f"{k!r} {list(shapes[k])}" for k in sorted(keys)[:6])
+    crfs = find_crfs({stripped[k]: shapes[k] for k in keys})
+    crf = (
+        f"; {'they are' if 3 * len(crfs) == len(keys) else 'among them is'} a CRF's transitions over "
+        f"{next(iter(crfs.values()))} tags, which decode the head's logits (Viterbi decoding, not argmax)"
+        if crfs
+        else ""
+    )
+    ambiguous = isinstance(mapping, tuple)
+    if ambiguous:
+        what = f"the head beside the encoder may be {' or '.join(mapping)}"
+        cls = "the task's class"
+        task_hint = (
+            f"; with either, the --task the module computed ({', '.join(f'--task {t}' for t in mapping)}) and the "
+            "--global-attention it passed"
         )
-    entry = tasks.get(mapping.task)
+    else:
+        entry = tasks.get(mapping.task)
+        what = f"the checkpoint is a {entry.title} model ({entry.architecture}, {mapping.head})"
+        cls, task_hint = entry.architecture, ""
+    keep = (
+        f"{' '.join(f'--keep {p}' for p in prefixes)} to keep them: the folder is {cls}, and these are kept beside "
+        "it in custom_head.safetensors with their shapes (your code applies them)"
+    )
+    drop = (
+        f"{' '.join(f'--drop {p}' for p in prefixes)} if they are not model weights (a loss's class weights, a "
+        "metric's state): they are left out"
+        + (
+            " (a CRF's are: without them the tags are the argmax of the logits, not what the module predicted)"
+            if crfs
+            else ""
+        )
+    )
+    ways = [keep, drop] if crfs else [drop, keep]
     return MappingError(
-        f"checkpoint keys {', '.join(f'{k!r} {list(shapes[k])}' for k in sorted(keys)[:6])} are not part of the "
-        f"model: without them "
-        f"the checkpoint is a {entry.title} model ({entry.architecture}, {mapping.head})",
-        f"if they are not model weights (a loss's class weights, a metric's state), pass {options}; the report and "
-        "the model card list them as dropped",
+        f"checkpoint keys {listed} are neither the encoder nor the head: without them {what}{crf}",
+        f"pass {ways[0]}; {ways[1]}{task_hint}; or --task feature-extraction to export the encoder alone, with the "
+        "head and these in custom_head.safetensors; the report and the model card list them",
     )
 
 
@@ -345,67 +396,72 @@ class Selection:
     """What goes to the key mapping, and what was set aside before it.
 
     Attributes:
-        shapes: the kept keys and their shapes.
+        shapes: the keys that go to the key mapping, and their shapes.
         dropped: key to the reason it was set aside (``--drop``, another copy, bookkeeping).
         copy: the selected copy, when the state dict holds several.
+        kept: keys ``--keep`` sets beside the model (``custom_head.safetensors``), to ``KEEP_REASON``.
     """
 
     shapes: dict[str, Shape]
     dropped: dict[str, str] = field(default_factory=dict)
     copy: Copy | None = None
+    kept: dict[str, str] = field(default_factory=dict)
 
 
-def select(shapes: Mapping[str, Shape], *, copy: str | None = None, drop: Sequence[str] = ()) -> Selection:
-    """Apply ``--drop``, then ``--copy``, then check that an encoder is whole enough to look for.
+def select(
+    shapes: Mapping[str, Shape], *, copy: str | None = None, drop: Sequence[str] = (), keep: Sequence[str] = ()
+) -> Selection:
+    """Apply ``--drop`` and ``--keep``, then ``--copy``, then check that an encoder is whole enough to look for.
 
     Args:
         shapes: the state dict's keys and shapes.
         copy: the ``--copy`` value (see ``select_copy``).
         drop: the ``--drop`` values (see ``drop_keys``).
+        keep: the ``--keep`` values: trained tensors beside the class's head (a CRF's transitions),
+            kept in ``custom_head.safetensors`` while the rest converts to the task's class.
 
     Returns:
-        The ``Selection``; its ``shapes`` go to ``mapping.plan_mapping``, its ``dropped`` into the
-        mapping's dropped keys.
+        The ``Selection``; its ``shapes`` go to ``mapping.plan_mapping``, its ``dropped`` and ``kept``
+        into the mapping's dropped keys (``kept`` also into its custom head).
 
     Raises:
-        MappingError: see ``drop_keys``, ``select_copy`` and ``check_encoder_parts``.
+        MappingError: see ``drop_keys``, ``select_copy`` and ``check_encoder_parts``; a key that
+            both ``--drop`` and ``--keep`` name.
     """
     dropped = drop_keys(shapes, drop) if drop else {}
-    rest = [k for k in shapes if k not in dropped]
+    kept = drop_keys(shapes, keep, option="--keep", reason=KEEP_REASON) if keep else {}
+    both = sorted(set(dropped) & set(kept))
+    if both:
+        raise MappingError(
+            f"--drop and --keep both name {_shown(both)}", "pass each key to one of them: --keep keeps it, --drop not"
+        )
+    rest = [k for k in shapes if k not in dropped and k not in kept]
     chosen, others = select_copy(rest, copy)
     dropped.update(others)
-    kept = {k: tuple(shapes[k]) for k in rest if k not in others}
-    check_encoder_parts(kept)
-    return Selection(shapes=kept, dropped=dropped, copy=chosen)
+    remaining = {k: tuple(shapes[k]) for k in rest if k not in others}
+    check_encoder_parts(remaining)
+    return Selection(shapes=remaining, dropped=dropped, copy=chosen, kept=kept)
 
 
 # --- the config the checkpoint records ----------------------------------------------------------
 
-#: Config fields that change what the model computes, and whose value a hyper-parameter may record.
-CONFIG_FIELDS = (
-    "attention_window",
-    "num_hidden_layers",
-    "hidden_size",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "layer_norm_eps",
-    "max_position_embeddings",
-    "vocab_size",
-    "type_vocab_size",
-    "pad_token_id",
-)
-#: Of those, the ones a single hyper-parameter of that name is compared on (a training script's
-#: ``args.attention_window``); the others are compared only inside a whole config.
-SINGLE_FIELDS = ("attention_window", "max_position_embeddings", "num_hidden_layers")
+# The config fields compared are the family's (``tasks.Family.compared``: those that change what the
+# model computes); a single hyper-parameter is compared on ``Family.single_fields()`` only (a training
+# script's ``args.attention_window``).
 
 
 def _is_config(value: Mapping[Any, Any], qualname: str) -> bool:
-    if qualname.endswith(("LongformerConfig", "RobertaConfig")):
+    families = tasks.FAMILIES.values()
+    if qualname.endswith(("RobertaConfig", *(f.config_class for f in families))):
         return True
-    if value.get("model_type") in ("longformer", "roberta"):
+    if value.get("model_type") in ("roberta", *(f.model_type for f in families)):
         return True
-    return {"attention_window", "hidden_size", "num_hidden_layers"} <= set(value)
+    return any(_marks(f) <= set(value) for f in families)
+
+
+def _marks(family: tasks.Family) -> set[str]:
+    # the fields that together say "a whole config of this family" when model_type is absent
+    return {family.fields[role] for role in ("attention_window", "hidden_size", "layers")}
 
 
 def _plain(value: Any) -> bool:
@@ -421,15 +477,16 @@ def recorded_config(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], str] | 
 
     Looks at the hyper-parameters themselves and one level down (``config``, ``model_config``, an
     ``args`` Namespace), for a dict or object (or the inert placeholder that stands in for one) with
-    ``model_type`` ``longformer``, or with ``attention_window``, ``hidden_size`` and
-    ``num_hidden_layers``, or a ``LongformerConfig`` object. (A training config such as Hydra's
+    a family's ``model_type`` (``longformer``, ``led``), or with ``attention_window`` and the family's
+    hidden size and layer count (``hidden_size`` and ``num_hidden_layers``; LED's ``d_model`` and
+    ``encoder_layers``), or a ``LongformerConfig`` or ``LEDConfig`` object. (A training config such as Hydra's
     ``DictConfig`` is not a model config, whatever its class is called.)
 
     Returns:
         The config's plain values (no objects), and a name for it in messages.
     """
     levels: list[tuple[str, Any]] = [("the hyper-parameters", hparams)]
-    levels += [(f"hyper-parameter '{k}'", v) for k, v in hparams.items() if not isinstance(v, (str, bytes))]
+    levels += [(_named(k), v) for k, v in hparams.items() if not isinstance(v, (str, bytes))]
     for where, value in levels:
         mapping = as_mapping(value)
         if mapping is None:
@@ -439,6 +496,11 @@ def recorded_config(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], str] | 
             plain = {str(k): v for k, v in mapping.items() if not isinstance(v, Inert) and _jsonable(v)}
             return plain, where
     return None
+
+
+def _named(key: str) -> str:
+    # a transformers folder's config.json is read as a hyper-parameter of that name
+    return f"the checkpoint's {CONFIG_FILE}" if key == CONFIG_FILE else f"hyper-parameter '{key}'"
 
 
 def _jsonable(value: Any) -> bool:
@@ -451,22 +513,22 @@ def _jsonable(value: Any) -> bool:
     return False
 
 
-def _recorded_fields(hparams: Mapping[str, Any]) -> list[tuple[str, str, Any, bool]]:
+def _recorded_fields(hparams: Mapping[str, Any], family: tasks.Family) -> list[tuple[str, str, Any, bool]]:
     """(where, field, value, inside a whole config) for every config value the hyper-parameters record."""
     found: list[tuple[str, str, Any, bool]] = []
     whole = recorded_config(hparams)
     if whole is not None:
         config, where = whole
-        found += [(where, f, config[f], True) for f in CONFIG_FIELDS if f in config and _plain(config[f])]
+        found += [(where, f, config[f], True) for f in family.compared if f in config and _plain(config[f])]
     levels: list[tuple[str, Mapping[Any, Any]]] = [("", hparams)]
     for key, value in hparams.items():
         nested = as_mapping(value) if not isinstance(value, (str, bytes)) else None
-        if nested is not None and (whole is None or whole[1] != f"hyper-parameter '{key}'"):
+        if nested is not None and (whole is None or whole[1] != _named(key)):
             levels.append((f"{key}.", nested))
     for prefix, level in levels:
         if whole is not None and prefix == "" and whole[1] == "the hyper-parameters":
             continue
-        for name in SINGLE_FIELDS:
+        for name in family.single_fields():
             if name in level and _plain(level[name]):
                 found.append((f"hyper-parameter '{prefix}{name}'", name, level[name], False))
     return found
@@ -478,9 +540,10 @@ def _per_layer(value: Any, layers: int) -> list[int]:
 
 def _agrees(name: str, recorded: Any, config: Any, whole: bool) -> bool:
     """Whether a recorded value agrees with the config's (``whole``: it sits in a whole config)."""
+    family = tasks.family_of_config(config)
     have = getattr(config, name, None)
-    if name == "attention_window":
-        layers = int(config.num_hidden_layers)
+    if name == family.fields["attention_window"]:
+        layers = int(family.value(config, "layers"))
         want = _per_layer(have, layers)
         if isinstance(recorded, str):
             return False
@@ -489,9 +552,9 @@ def _agrees(name: str, recorded: Any, config: Any, whole: bool) -> bool:
             return True
         # allenai's scripts record the one-sided window (256) where transformers' config is two-sided (512)
         return not whole and not isinstance(recorded, (list, tuple)) and all(w == 2 * got[0] for w in want)
-    if name == "max_position_embeddings" and not whole and isinstance(recorded, int):
+    if name == family.fields["max_positions"] and family.offset_positions and not whole and isinstance(recorded, int):
         # a script's "max length" may leave out the padding offset that RoBERTa-style positions add
-        offset = int(getattr(config, "pad_token_id", 1) or 0) + 1
+        offset = int(family.value(config, "pad_token_id") or 0) + 1
         return recorded in (have, have - offset)
     if isinstance(recorded, float) or isinstance(have, float):
         try:
@@ -504,8 +567,8 @@ def _agrees(name: str, recorded: Any, config: Any, whole: bool) -> bool:
 def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
     """One line per config value the hyper-parameters record that the config disagrees with.
 
-    Compares every field of ``CONFIG_FIELDS`` of a whole config the hyper-parameters hold (see
-    ``recorded_config``), and single hyper-parameters named like ``SINGLE_FIELDS`` at the top level
+    Compares every field of the family's ``Family.compared`` of a whole config the hyper-parameters hold
+    (see ``recorded_config``), and single hyper-parameters named like ``Family.single_fields()`` at the top level
     and one level down (an ``args`` Namespace, also as an inert placeholder). A single
     ``attention_window`` that is half the config's agrees: allenai's scripts record the one-sided
     window where transformers' config is two-sided.
@@ -519,7 +582,7 @@ def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
         base config``; empty when all agree.
     """
     lines = []
-    for where, name, value, whole in _recorded_fields(hparams):
+    for where, name, value, whole in _recorded_fields(hparams, tasks.family_of_config(config)):
         if not hasattr(config, name):
             continue
         if not _agrees(name, value, config, whole):
@@ -533,16 +596,17 @@ def _value(value: Any) -> str:
 
 
 def config_file_differences(folder_config: Mapping[str, Any], config: Any) -> list[str]:
-    """One line per ``CONFIG_FIELDS`` value where a folder's ``config.json`` differs from the reference config.
+    """One line per ``Family.compared`` value where a folder's ``config.json`` differs from the reference config.
 
     For ``verify``: names the cause when a folder's config was changed after conversion.
     """
     lines = []
-    for name in CONFIG_FIELDS:
+    family = tasks.family_of_config(config)
+    for name in family.compared:
         if name in folder_config and hasattr(config, name):
             mine, theirs = folder_config[name], getattr(config, name)
-            if name == "attention_window":
-                layers = int(config.num_hidden_layers)
+            if name == family.fields["attention_window"]:
+                layers = int(family.value(config, "layers"))
                 mine, theirs = _per_layer(mine, layers), _per_layer(theirs, layers)
             if mine != theirs:
                 lines.append(
@@ -607,5 +671,7 @@ def base_from_hparams(ckpt: Checkpoint) -> Any:
         )
     config, _ = found
     config = {k: v for k, v in config.items() if not k.startswith("_") or k == "_name_or_path"}
-    config.setdefault("model_type", "longformer")
+    # a recorded config without model_type: the family whose fields it has (LED's d_model, encoder_layers)
+    family = next((f for f in tasks.FAMILIES.values() if _marks(f) <= set(config)), tasks.FAMILIES["longformer"])
+    config.setdefault("model_type", family.model_type)
     return BaseModel(spec=HPARAMS_BASE, folder=Path(ckpt.path).parent, config=config)

@@ -58,6 +58,19 @@ class Family:
         looks_like: what a checkpoint without global-attention weights is instead.
         vocab_key: the base model's token embeddings ``(vocab, hidden)``.
         layers: the config's layer counts, by the key prefix of their stacks in the base model.
+        fields: the config attribute that holds each value the code reads from a config, by role
+            (``value``): ``hidden_size``, ``layers`` (the layers ``attention_window`` has one entry
+            for), ``attention_window``, ``vocab_size``, ``max_positions`` (the source's position
+            table), ``max_target_positions`` (the decoder's), and the token ids ``sep_token_id``
+            (LED has no separator of its own: its ``</s>``, ``eos_token_id``), ``bos_token_id``,
+            ``pad_token_id``, ``eos_token_id``, ``decoder_start_token_id``; ``layer_norm_eps``. A role
+            the family lacks is absent. transformers 5 configs raise ``AttributeError`` on a field
+            their class does not define (``LEDConfig.sep_token_id``), so no code reads one directly.
+        compared: config fields that change what the model computes (compared with a config the
+            checkpoint's hyper-parameters record).
+        offset_positions: the position ids start after ``pad_token_id`` (RoBERTa's), so the table
+            holds ``max_positions - pad_token_id - 1`` tokens; otherwise they start at 0 and count the
+            padding to a multiple of the attention window too (LED's).
         article: the title's indefinite article (``a`` Longformer, ``an`` LED).
         parts: what the base model is, for messages (``the encoder``, ``the encoder and decoder``).
     """
@@ -78,6 +91,9 @@ class Family:
     looks_like: str
     vocab_key: str
     layers: Mapping[str, str]
+    fields: Mapping[str, str]
+    compared: tuple[str, ...]
+    offset_positions: bool
     article: str = "a"
     parts: str = "the encoder"
 
@@ -101,6 +117,33 @@ class Family:
         import transformers
 
         return getattr(transformers, self.base_class)
+
+    def value(self, config: Any, role: str) -> Any:
+        """The value of ``role`` (see ``fields``) in ``config``, a config object or a ``config.json`` dict.
+
+        Raises:
+            KeyError: the family has no such role (a bug: the caller asked LED for ``layer_norm_eps``).
+        """
+        name = self.fields[role]
+        if isinstance(config, Mapping):
+            return config.get(name)
+        return getattr(config, name, None)
+
+    def single_fields(self) -> tuple[str, ...]:
+        """The fields one hyper-parameter of that name is compared on (a script's ``args.attention_window``)."""
+        return tuple(self.fields[role] for role in ("attention_window", "max_positions", "layers"))
+
+    def max_source_tokens(self, config: Any) -> int:
+        """The longest input (tokens, specials included) whose positions fit the position table.
+
+        LED counts the padding to a multiple of the attention window among its positions; Longformer
+        does not (padding takes ``pad_token_id``'s position), but its positions start after it.
+        """
+        positions = int(self.value(config, "max_positions"))
+        if self.offset_positions:
+            return positions - int(self.value(config, "pad_token_id") or 0) - 2
+        window = self.value(config, "attention_window")
+        return positions - int(max(window) if isinstance(window, (list, tuple)) else window)
 
     def default_base(self, hidden_size: int) -> str:
         """The Hub id of the usual base model with this hidden size (the smallest when none has it)."""
@@ -127,6 +170,32 @@ FAMILIES: dict[str, Family] = {
             looks_like="a BERT or RoBERTa checkpoint",
             vocab_key="embeddings.word_embeddings.weight",
             layers={"num_hidden_layers": "encoder.layer."},
+            fields={
+                "hidden_size": "hidden_size",
+                "layers": "num_hidden_layers",
+                "attention_window": "attention_window",
+                "vocab_size": "vocab_size",
+                "max_positions": "max_position_embeddings",
+                "sep_token_id": "sep_token_id",
+                "bos_token_id": "bos_token_id",
+                "pad_token_id": "pad_token_id",
+                "eos_token_id": "eos_token_id",
+                "layer_norm_eps": "layer_norm_eps",
+            },
+            compared=(
+                "attention_window",
+                "num_hidden_layers",
+                "hidden_size",
+                "num_attention_heads",
+                "intermediate_size",
+                "hidden_act",
+                "layer_norm_eps",
+                "max_position_embeddings",
+                "vocab_size",
+                "type_vocab_size",
+                "pad_token_id",
+            ),
+            offset_positions=True,
         ),
         Family(
             name="led",
@@ -145,6 +214,35 @@ FAMILIES: dict[str, Family] = {
             looks_like="a BART checkpoint",
             vocab_key="shared.weight",
             layers={"encoder_layers": "encoder.layers.", "decoder_layers": "decoder.layers."},
+            fields={
+                "hidden_size": "d_model",
+                "layers": "encoder_layers",
+                "attention_window": "attention_window",
+                "vocab_size": "vocab_size",
+                "max_positions": "max_encoder_position_embeddings",
+                "max_target_positions": "max_decoder_position_embeddings",
+                "sep_token_id": "eos_token_id",
+                "bos_token_id": "bos_token_id",
+                "pad_token_id": "pad_token_id",
+                "eos_token_id": "eos_token_id",
+                "decoder_start_token_id": "decoder_start_token_id",
+            },
+            compared=(
+                "attention_window",
+                "d_model",
+                "encoder_layers",
+                "decoder_layers",
+                "encoder_attention_heads",
+                "decoder_attention_heads",
+                "encoder_ffn_dim",
+                "decoder_ffn_dim",
+                "activation_function",
+                "max_encoder_position_embeddings",
+                "max_decoder_position_embeddings",
+                "vocab_size",
+                "pad_token_id",
+            ),
+            offset_positions=False,
             article="an",
             parts="the encoder and decoder",
         ),
@@ -157,10 +255,20 @@ def family_of_model_type(model_type: str | None) -> Family | None:
     return next((f for f in FAMILIES.values() if f.model_type == model_type), None)
 
 
+def family_of_config(config: Any) -> Family:
+    """The family of a config object or ``config.json`` dict, by its ``model_type`` (Longformer when unknown)."""
+    model_type = config.get("model_type") if isinstance(config, Mapping) else getattr(config, "model_type", None)
+    return family_of_model_type(model_type) or FAMILIES["longformer"]
+
+
+def config_value(config: Any, role: str) -> Any:
+    """The value of ``role`` in ``config``, read through its family's ``Family.fields`` (see ``Family.value``)."""
+    return family_of_config(config).value(config, role)
+
+
 def sep_token_id(config: Any) -> int:
-    """The separator of a config: ``sep_token_id``, or ``eos_token_id`` where the config has none (LED)."""
-    sep = getattr(config, "sep_token_id", None)
-    return int(sep if sep is not None else config.eos_token_id)
+    """The separator of a config: ``sep_token_id``, or ``eos_token_id`` for LED, which has no separator of its own."""
+    return int(config_value(config, "sep_token_id"))
 
 
 # --- global attention conventions -------------------------------------------------------------------
@@ -481,7 +589,11 @@ def _fill_mask_reference(head: Mapping[str, Any], out: Mapping[str, Any], config
 
     x = F.gelu(F.linear(out["last_hidden_state"], head["lm_head.dense.weight"], head["lm_head.dense.bias"]))
     x = F.layer_norm(
-        x, (x.shape[-1],), head["lm_head.layer_norm.weight"], head["lm_head.layer_norm.bias"], config.layer_norm_eps
+        x,
+        (x.shape[-1],),
+        head["lm_head.layer_norm.weight"],
+        head["lm_head.layer_norm.bias"],
+        config_value(config, "layer_norm_eps"),
     )
     decoder = head.get("lm_head.decoder.weight", head["longformer.embeddings.word_embeddings.weight"])
     return {"logits": F.linear(x, decoder, head.get("lm_head.decoder.bias", head["lm_head.bias"]))}

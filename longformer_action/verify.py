@@ -152,7 +152,7 @@ def compare_tensors(
 
 def attention_window(config: Any) -> int:
     """The widest (two-sided) attention window over the layers."""
-    window = config.attention_window
+    window = tasks.config_value(config, "attention_window")
     return int(max(window)) if isinstance(window, (list, tuple)) else int(window)
 
 
@@ -161,8 +161,9 @@ def _token_pool(config: Any, tokenizer: Any, text: str, generator: Any, count: i
 
     if tokenizer is not None:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
-    specials = {config.sep_token_id, config.bos_token_id, config.pad_token_id, config.eos_token_id}
-    pool = [i for i in range(min(config.vocab_size, 1000)) if i not in specials]
+    roles = ("sep_token_id", "bos_token_id", "pad_token_id", "eos_token_id")
+    specials = {tasks.config_value(config, role) for role in roles}
+    pool = [i for i in range(min(tasks.config_value(config, "vocab_size"), 1000)) if i not in specials]
     return [pool[i] for i in torch.randint(len(pool), (count,), generator=generator).tolist()]
 
 
@@ -201,15 +202,13 @@ def make_inputs(task: Task, config: Any, tokenizer: Any = None, *, seed: int = 0
     """
     import torch
 
+    family = tasks.family_of_config(config)
     window = attention_window(config)
-    if hasattr(config, "max_encoder_position_embeddings"):  # LED: positions from 0, padded to the window
-        max_len = config.max_encoder_position_embeddings - window
-    else:
-        max_len = config.max_position_embeddings - config.pad_token_id - 2
+    max_len = family.max_source_tokens(config)
     # Longformer pads to a multiple of ``window``, so this costs one window of compute per sample
     one_sided = window // 2
     target = min(max(one_sided + one_sided // 2 + 8, 48), max_len)
-    sep, cls, pad = tasks.sep_token_id(config), config.bos_token_id, config.pad_token_id
+    sep, cls, pad = (family.value(config, role) for role in ("sep_token_id", "bos_token_id", "pad_token_id"))
     generator = torch.Generator().manual_seed(seed)
     lengths = (target, max(target * 2 // 3, one_sided + 4))
     question = _token_pool(config, tokenizer, SAMPLE_QUESTION, generator, 6)
@@ -238,10 +237,11 @@ def make_inputs(task: Task, config: Any, tokenizer: Any = None, *, seed: int = 0
     input_ids, attention_mask = _pad(rows, pad)
     if task.inputs != "seq2seq":
         return {"input_ids": input_ids, "attention_mask": attention_mask}
-    room = max(min(12, config.max_decoder_position_embeddings - 1), 3)
+    room = max(min(12, family.value(config, "max_target_positions") - 1), 3)
     summary = _token_pool(config, tokenizer, SAMPLE_SUMMARY, generator, room)
-    targets = [[*_fill(summary, n - 1), config.eos_token_id] for n in (room, max(room * 2 // 3, 2))]
-    shifted = [[config.decoder_start_token_id, *t[:-1]] for t in targets]
+    eos, start = family.value(config, "eos_token_id"), family.value(config, "decoder_start_token_id")
+    targets = [[*_fill(summary, n - 1), eos] for n in (room, max(room * 2 // 3, 2))]
+    shifted = [[start, *t[:-1]] for t in targets]
     decoder_input_ids, decoder_attention_mask = _pad(shifted, pad)
     return {
         "input_ids": input_ids,
@@ -333,7 +333,7 @@ def reference_outputs(
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ConversionError(
             f"the checkpoint's own weights do not run with the base config (attention_window "
-            f"{config.attention_window}, {positions}): "
+            f"{tasks.config_value(config, 'attention_window')}, {positions}): "
             f"{type(exc).__name__}: {first}",
             "pass --base-model with the config the model was trained from",
         ) from None

@@ -53,6 +53,43 @@ def checkpoints(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     return made
 
 
+#: The Fabric token classifier's label names, as its hyper-parameters record them.
+FABRIC_LABELS = ["O", "B-PER", "I-PER"]
+
+
+@pytest.fixture(scope="session")
+def fabric_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A token classifier trained for 3 AdamW steps with Lightning Fabric and saved with ``Fabric.save``:
+    ``model``, ``optimizer``, ``iteration`` and ``hparams`` (label names and the model's config)."""
+    from transformers import LongformerConfig
+
+    config = LongformerConfig.from_pretrained(base_model).to_dict()
+    return demo.train_fabric_checkpoint(
+        base_model,
+        tmp_path_factory.mktemp("fabric") / "fabric.ckpt",
+        task="token-classification",
+        hparams={"lr": 1e-3, "labels": FABRIC_LABELS, "config": config},
+    )
+
+
+@pytest.fixture(scope="session")
+def trainer_output(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``output_dir`` of a real ``transformers.Trainer`` run: a text classifier (labels NEG, NEU, POS)
+    trained for 2 steps, saved as ``checkpoint-2/`` with the Trainer's own files."""
+    output_dir = tmp_path_factory.mktemp("hf-trainer") / "runs"
+    demo.train_with_transformers_trainer(base_model, output_dir, task="text-classification", steps=2)
+    return output_dir
+
+
+@pytest.fixture(scope="session")
+def crf_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A token classifier with a CRF over its logits (``model.*`` + ``crf.transitions`` ...), trained for 3 steps
+    by a real ``Trainer`` on the CRF's negative log-likelihood."""
+    return demo.train_checkpoint(
+        base_model, tmp_path_factory.mktemp("crf") / "crf.ckpt", task="token-classification", layout="crf"
+    )
+
+
 @pytest.fixture()
 def cli(tmp_path: Path):
     """Invoke the CLI in-process; returns click's Result (stdout and stderr kept apart)."""

@@ -126,6 +126,7 @@ def test_action_declares_the_contract():
         "task",
         "labels",
         "drop",
+        "keep",
         "global-attention",
         "dtype",
         "output-dir",

@@ -367,3 +367,34 @@ def test_trusted_load_still_reads_everything(checkpoints):
     assert ckpt.hyper_parameters["args"] == "Namespace"
     full = _lightning_dict(checkpoints["wrapped-pytorch_lightning"])["state_dict"]
     assert all(torch.equal(full[k], ckpt.state_dict[k]) for k in full)
+
+
+# --- Lightning Fabric -----------------------------------------------------------------------------------
+
+
+def test_a_fabric_checkpoint_is_read_from_its_model_entry(fabric_checkpoint):
+    saved = torch.load(fabric_checkpoint, map_location="cpu", weights_only=True)
+    assert sorted(saved) == ["hparams", "iteration", "model", "optimizer"], "as Fabric.save writes it"
+    ckpt = read_checkpoint(fabric_checkpoint)
+    assert ckpt.generation == "fabric" and ckpt.loader == "weights-only" and ckpt.lightning_version is None
+    assert ckpt.global_step == 3 and ckpt.epoch is None
+    assert ckpt.hparams["labels"] == ["O", "B-PER", "I-PER"] and ckpt.hparams["config"]["model_type"] == "longformer"
+    assert set(ckpt.state_dict) == set(saved["model"])
+    assert all(torch.equal(ckpt.state_dict[k], v) for k, v in saved["model"].items())
+    assert {k.split(".")[0] for k in ckpt.state_dict} == {"longformer", "classifier"}
+
+
+def test_a_fabric_checkpoint_with_two_models_names_each_copy(fabric_checkpoint, tmp_path, cli, base_model):
+    saved = torch.load(fabric_checkpoint, map_location="cpu", weights_only=True)
+    saved["ema"] = {k: v.clone() + 0.5 if v.is_floating_point() else v for k, v in saved["model"].items()}
+    path = tmp_path / "two.ckpt"
+    torch.save(saved, path)
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", path, "--output", out, "--base-model", base_model)
+    line = one_error_line(result)
+    assert "holds 2 copies of the model" in line and "--copy ema." in line and "--copy model." in line
+    result = cli("convert", "--checkpoint", path, "--output", out, "--base-model", base_model, "--copy", "ema.")
+    assert result.exit_code == 0, result.stderr
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(out / "model.safetensors")["classifier.weight"], saved["ema"]["classifier.weight"])

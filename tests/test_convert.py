@@ -404,3 +404,33 @@ def test_demo_runs_offline(tmp_path):
 
 def test_check_failure_exit_status_is_distinct():
     assert EXIT_CHECK_FAILED not in (0, 1, 2)
+
+
+# --- Lightning Fabric ------------------------------------------------------------------------------
+
+
+def test_a_fabric_checkpoint_converts_exactly(cli, fabric_checkpoint, base_model, tmp_path):
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", fabric_checkpoint, "--output", out, "--base-model", base_model)
+    assert result.exit_code == 0, result.stderr
+    source = torch.load(fabric_checkpoint, map_location="cpu", weights_only=True)["model"]
+    saved = saved_tensors(out)
+    assert set(saved) == set(source) and all(torch.equal(saved[k], source[k]) for k in source)
+    report = json.loads((out / "conversion-report.json").read_text())
+    assert report["source"]["generation"] == "fabric" and report["source"]["global_step"] == 3
+    assert report["task"] == "token-classification" and report["check"]["passed"]
+    conversion = report["conversion"]
+    assert conversion["id2label"] == {"0": "O", "1": "B-PER", "2": "I-PER"}
+    assert conversion["labels_from"] == "hyper-parameter 'labels'"
+    assert "fabric" in (out / "README.md").read_text()
+
+
+def test_a_fabric_checkpoints_recorded_config_is_compared(cli, fabric_checkpoint, tmp_path):
+    wider = demo.make_base_model(tmp_path / "wider", tokenizer=False, attention_window=16)
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", fabric_checkpoint, "--output", out, "--base-model", wider)
+    line = one_error_line(result)
+    assert "attention_window is 8 in hyper-parameter 'config' but 16 in the base config" in line
+    assert "--base-model hparams" in line and not out.exists()
+    result = cli("convert", "--checkpoint", fabric_checkpoint, "--output", out, "--base-model", "hparams")
+    assert result.exit_code == 0, result.stderr

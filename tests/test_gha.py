@@ -278,13 +278,14 @@ def test_valid_inputs_plan_the_paths(runner):
     assert plan["base-model"] == "allenai/longformer-base-4096"
     assert (plan["check"], plan["upload"], plan["build"], plan["download-path"]) == ("true", "true", "true", "")
     assert (plan["dtype"], plan["task"], plan["artifact-name"]) == ("keep", "auto", "longformer-model")
-    assert (plan["labels"], plan["global-attention"], plan["drop"]) == ("", "default", "")
+    assert (plan["labels"], plan["global-attention"], plan["drop"], plan["keep"]) == ("", "default", "", "")
 
 
-def test_drop_is_a_comma_separated_list(runner):
-    result = run_validation(runner, checkpoint="best.ckpt", drop=" loss_fn. , class_prior")
+def test_drop_and_keep_are_comma_separated_lists(runner):
+    result = run_validation(runner, checkpoint="best.ckpt", drop=" loss_fn. , class_prior", keep="crf. ,ema_tags")
     assert result.returncode == 0, result.stdout + result.stderr
     assert runner.outputs()["drop"] == "loss_fn.,class_prior"
+    assert runner.outputs()["keep"] == "crf.,ema_tags"
 
 
 def test_checkpoint_artifact_and_absolute_paths(runner):
@@ -329,6 +330,7 @@ def test_token_is_masked_before_anything_else(runner):
         ({"task": "ner"}, "task"),
         ({"labels": "NEG,,POS"}, "labels"),
         ({"drop": "loss_fn.,"}, "drop"),
+        ({"keep": ",crf."}, "keep"),
         ({"global-attention": "all"}, "global-attention"),
         ({"atol": "-1e-3"}, "atol"),
         ({"atol": "tight"}, "atol"),

@@ -376,3 +376,126 @@ def test_users_lightning_module_as_reference(cli, led_base, tmp_path, monkeypatc
     check = json.loads(report.read_text())["check"]
     assert check["inputs"]["reference"] == "the LightningModule's forward"
     assert check["passed"] and check["max_abs_diff"] < 1e-5 and check["inputs"]["global_attention"] == "first-token"
+
+
+# --- a base with config.json only, as public LED checkpoints ship it ------------------------------
+
+#: The config.json of a public LED checkpoint written by transformers 4.x (led-large's shape), with the
+#: sizes shrunk to a tiny model and every other field kept: no ``sep_token_id`` (LED has none),
+#: ``torch_dtype``, ``num_hidden_layers`` beside ``encoder_layers``, one window per encoder layer.
+PUBLIC_LED_CONFIG = {
+    "activation_dropout": 0.0,
+    "activation_function": "gelu",
+    "architectures": ["LEDForConditionalGeneration"],
+    "attention_dropout": 0.0,
+    "attention_window": [8, 8],
+    "bos_token_id": 0,
+    "classifier_dropout": 0.0,
+    "d_model": 32,
+    "decoder_attention_heads": 2,
+    "decoder_ffn_dim": 64,
+    "decoder_layerdrop": 0.0,
+    "decoder_layers": 2,
+    "decoder_start_token_id": 2,
+    "dropout": 0.1,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "encoder_layerdrop": 0.0,
+    "encoder_layers": 2,
+    "eos_token_id": 2,
+    "init_std": 0.02,
+    "is_encoder_decoder": True,
+    "max_decoder_position_embeddings": 64,
+    "max_encoder_position_embeddings": 256,
+    "model_type": "led",
+    "num_hidden_layers": 2,
+    "pad_token_id": 1,
+    "torch_dtype": "float32",
+    "transformers_version": "4.14.0",
+    "use_cache": True,
+    "vocab_size": 400,
+}
+#: The sizes of the public config before shrinking (led-large's).
+PUBLIC_LED_SIZES = {
+    "attention_window": [512] * 6,
+    "d_model": 1024,
+    "decoder_attention_heads": 8,
+    "decoder_ffn_dim": 2048,
+    "decoder_layers": 6,
+    "encoder_attention_heads": 8,
+    "encoder_ffn_dim": 2048,
+    "encoder_layers": 6,
+    "max_decoder_position_embeddings": 1024,
+    "max_encoder_position_embeddings": 16384,
+    "num_hidden_layers": 6,
+    "vocab_size": 50265,
+}
+
+
+def _config_only(folder: Path, config: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def public_led(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A config-only base of the public shape, and a Trainer checkpoint trained with it that records the config."""
+    work = tmp_path_factory.mktemp("public-led")
+    base = _config_only(work / "base", PUBLIC_LED_CONFIG)
+    ckpt = demo.train_checkpoint(base, work / "led.ckpt", task=TASK, steps=2, config=dict(PUBLIC_LED_CONFIG))
+    return base, ckpt
+
+
+def test_config_reads_go_through_the_family(public_led):
+    """transformers 5 raises on a field LEDConfig does not define; the check's inputs read none."""
+    from longformer_action.verify import make_inputs
+
+    config = LEDConfig.from_dict({**PUBLIC_LED_CONFIG, **PUBLIC_LED_SIZES})
+    with pytest.raises(AttributeError):
+        config.sep_token_id  # noqa: B018 - the failure the registry's fields avoid
+    assert tasks.sep_token_id(config) == 2 and tasks.config_value(config, "layers") == 6
+    inputs = make_inputs(tasks.get(TASK), config)
+    assert inputs["input_ids"].shape[1] > 256, "longer than the one-sided window of 256"
+    assert (inputs["input_ids"][:, 0] == 0).all() and (inputs["decoder_input_ids"][:, 0] == 2).all()
+
+
+@pytest.mark.parametrize("config_only", [True, False], ids=["tiny-led-config-only", "public-shape-config-only"])
+def test_a_config_only_base_converts_and_checks(cli, led_base, led_checkpoints, public_led, tmp_path, config_only):
+    if config_only:
+        base = _config_only(tmp_path / "base", json.loads((led_base / "config.json").read_text()))
+        ckpt = led_checkpoints["wrapped"]
+    else:
+        base, ckpt = public_led
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", ckpt, "--output", out, "--base-model", base)
+    assert result.exit_code == 0, result.stderr
+    assert "check: passed" in result.stderr and "Traceback" not in result.stderr
+    report = json.loads((out / "conversion-report.json").read_text())
+    assert report["check"]["passed"] and not report["check"]["inputs"]["tokenizer"]
+    result = cli("verify", "--model", out, "--checkpoint", ckpt)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_base_model_hparams_takes_the_recorded_led_config(cli, public_led, tmp_path):
+    base, ckpt = public_led
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", ckpt, "--output", out, "--base-model", "hparams")
+    assert result.exit_code == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "led" and config["attention_window"] == [8, 8]
+    assert json.loads((out / "conversion-report.json").read_text())["check"]["passed"]
+
+
+def test_a_base_that_disagrees_with_the_recorded_led_config(cli, public_led, tmp_path):
+    """A wider window fits every tensor (the check would pass with it); the recorded config catches it."""
+    _, ckpt = public_led
+    wider = _config_only(tmp_path / "wider", {**PUBLIC_LED_CONFIG, "attention_window": [16, 16]})
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", ckpt, "--output", out, "--base-model", wider)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "attention_window is [8, 8] in hyper-parameter 'config' but [16, 16] in the base config" in line
+    assert "--base-model hparams" in line and not out.exists()
+    result = cli("convert", "--checkpoint", ckpt, "--output", out, "--base-model", "hparams")
+    assert result.exit_code == 0, result.stderr

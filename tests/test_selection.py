@@ -173,3 +173,12 @@ def test_the_demo_hparams_agree(tmp_path, base_model):
     # make_module records only the optimizer's settings: nothing to compare
     module = demo.make_module(base_model)
     assert selection.config_disagreements(dict(module.hparams), _config(base_model)) == []
+
+
+def test_find_crfs_by_their_three_tensors():
+    crf = {"crf.transitions": (5, 5), "crf.start_transitions": (5,), "crf.end_transitions": (5,)}
+    assert selection.find_crfs({**crf, "model.classifier.weight": (5, 32)}) == {"crf.": 5}
+    assert selection.find_crfs({"transitions": (2, 2), "start_transitions": (2,), "end_transitions": (2,)}) == {"": 2}
+    assert selection.find_crfs({**crf, "crf.transitions": (5, 4)}) == {}, "not square"
+    assert selection.find_crfs({k: v for k, v in crf.items() if "end" not in k}) == {}, "no end scores"
+    assert selection.find_crfs({**crf, "crf.start_transitions": (4,)}) == {}, "another number of tags"

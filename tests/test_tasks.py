@@ -513,7 +513,7 @@ def test_a_loss_weight_beside_an_ambiguous_head_is_named_with_drop_and_task(base
     result = run("convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model)
     assert result.exit_code == 1
     line = one_error_line(result)
-    assert "'loss_fn.weight' [3] are not part of the model" in line and "pass --drop loss_fn." in line
+    assert "'loss_fn.weight' [3] are neither the encoder nor the head" in line and "Pass --drop loss_fn." in line
     assert "--task token-classification" in line and "--global-attention" in line
     result = run(
         "convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model,

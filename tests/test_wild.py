@@ -444,10 +444,10 @@ def test_keys_that_are_not_weights_are_dropped_by_name(cli, loss_weights, base_m
     result = cli(*args)
     assert result.exit_code == 1
     line = one_error_line(result)
-    assert "checkpoint keys 'class_prior' [3], 'loss_fn.weight' [3] are not part of the model" in line
-    assert "a text classification model" in line and "pass --drop class_prior --drop loss_fn." in line
+    assert "checkpoint keys 'class_prior' [3], 'loss_fn.weight' [3] are neither the encoder nor the head" in line
+    assert "a text classification model" in line and "Pass --drop class_prior --drop loss_fn." in line
     result = cli(*args, "--drop", "loss_fn.")
-    assert result.exit_code == 1 and "'class_prior' [3] are not part of the model" in one_error_line(result)
+    assert result.exit_code == 1 and "'class_prior' [3] are neither the encoder nor the head" in one_error_line(result)
     result = cli(*args, "--drop", "loss_fn.", "--drop", "class_prior")
     assert result.exit_code == 0, result.stderr
     assert _report(out)["task"] == "text-classification"
@@ -485,3 +485,107 @@ def test_a_head_alone_names_its_keys(cli, partial, base_model, tmp_path):
     assert result.exit_code == 1
     line = one_error_line(result)
     assert "it holds 2 keys ('qa_outputs.bias', 'qa_outputs.weight')" in line and "strict_loading=False" in line
+
+
+# --- 9. trained tensors beside a class head (a CRF over a token classifier) ----------------------
+
+
+def test_a_crf_beside_a_tagger_names_every_way_out(cli, crf_checkpoint, base_model, tmp_path):
+    out = tmp_path / "model"
+    result = cli("convert", "--checkpoint", crf_checkpoint, "--output", out, "--base-model", base_model)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "'crf.end_transitions' [3], 'crf.start_transitions' [3], 'crf.transitions' [3, 3]" in line
+    assert "a token classification model (LongformerForTokenClassification" in line
+    assert "a CRF's transitions over 3 tags, which decode the head's logits (Viterbi decoding, not argmax)" in line
+    assert "Pass --keep crf. to keep them: the folder is LongformerForTokenClassification" in line
+    assert "--drop crf. if they are not model weights" in line and "without them the tags are the argmax" in line
+    assert "--task feature-extraction to export the encoder alone, with the head and these in custom_head" in line
+    assert not out.exists()
+    shown = cli("inspect", "--checkpoint", crf_checkpoint).stdout
+    assert "crf:           'crf.' over 3 tags (--keep crf. keeps it beside the tagger)" in shown
+    assert "Pass --keep crf." in shown
+
+
+def _crf_module(base: Path, checkpoint: Path):
+    module = demo.make_module(base, task="token-classification", layout="crf")
+    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    return module.eval()
+
+
+def test_keep_converts_the_tagger_and_keeps_the_crf(cli, crf_checkpoint, base_model, tmp_path):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    out = tmp_path / "model"
+    args = ("--checkpoint", crf_checkpoint, "--output", out, "--base-model", base_model, "--keep", "crf.")
+    result = cli("convert", *args)
+    assert result.exit_code == 0, result.stderr
+    state = torch.load(crf_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LongformerForTokenClassification"]
+    head = load_file(out / "custom_head.safetensors")
+    assert set(head) == {"crf.transitions", "crf.start_transitions", "crf.end_transitions"}
+    assert all(torch.equal(head[k], state[k]) for k in head)
+    report = _report(out)
+    kept = report["conversion"]["custom_head"]
+    assert [(t["key"], t["shape"], t["kept_by"]) for t in kept["tensors"]] == [
+        ("crf.end_transitions", [3], "--keep"),
+        ("crf.start_transitions", [3], "--keep"),
+        ("crf.transitions", [3, 3], "--keep"),
+    ]
+    assert kept["crfs"] == [{"prefix": "crf.", "tags": 3}]
+    assert report["conversion"]["selection"]["keep"] == ["crf."]
+    assert report["check"]["passed"] and report["check"]["tensors_compared"] == len(state)
+    assert _dropped(out)["crf.transitions"].startswith("kept beside the model in custom_head.safetensors by --keep")
+    card = (out / "README.md").read_text()
+    assert "| `crf.transitions` | [3, 3] | float32 | `--keep` |" in card
+    assert "are a CRF over 3 tags: they decode the classifier's logits" in card and "Viterbi decoding" in card
+    assert "# trained with a CRF (crf.* in custom_head.safetensors)" in card
+    from longformer_action.report import summary_markdown
+
+    summary = summary_markdown(report)
+    assert "### Kept beside the model: `custom_head.safetensors`" in summary
+    assert "| `crf.transitions` | [3, 3] | float32 | `--keep` |" in summary
+
+    # what the module predicted: its CRF's Viterbi path over its logits; the folder and the kept tensors give it
+    module = _crf_module(base_model, crf_checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    inputs = tokenizer([" ".join(demo.CORPUS[:3]), demo.CORPUS[3]], return_tensors="pt", padding=True)
+    none = torch.zeros_like(inputs["input_ids"])
+    model = AutoModelForTokenClassification.from_pretrained(out).eval()
+    crf = demo.make_crf(3)
+    crf.load_state_dict({k.removeprefix("crf."): v for k, v in head.items()})
+    with torch.inference_mode():
+        want = module.crf.decode(module(inputs["input_ids"], inputs["attention_mask"], none)["logits"])
+        got = crf.decode(model(**inputs).logits)
+        argmax = model(**inputs).logits.argmax(-1)
+    assert torch.equal(got, want)
+    assert not torch.equal(argmax, want), "the CRF changes the prediction: dropping it would lose that"
+
+    assert cli("verify", "--model", out, "--checkpoint", crf_checkpoint).exit_code == 0, "the report's --keep"
+    tampered = dict(head)
+    tampered["crf.transitions"] = head["crf.transitions"] + 1e-3
+    save_file(tampered, out / "custom_head.safetensors", metadata={"format": "pt"})
+    result = cli("verify", "--model", out, "--checkpoint", crf_checkpoint)
+    assert result.exit_code == 3
+    assert "tensor 'crf.transitions' differs from its source" in one_error_line(result)
+
+
+def test_the_other_ways_out_each_convert(cli, crf_checkpoint, base_model, tmp_path):
+    base = ("--checkpoint", crf_checkpoint, "--base-model", base_model)
+    dropped = tmp_path / "dropped"
+    assert cli("convert", *base, "--output", dropped, "--drop", "crf.").exit_code == 0
+    assert _dropped(dropped)["crf.transitions"] == "dropped by --drop"
+    assert not (dropped / "custom_head.safetensors").exists()
+    encoder = tmp_path / "encoder"
+    assert cli("convert", *base, "--output", encoder, "--task", "feature-extraction").exit_code == 0
+    kept = _report(encoder)["conversion"]["custom_head"]
+    assert {t["key"] for t in kept["tensors"]} == {
+        "model.classifier.weight", "model.classifier.bias", "crf.transitions", "crf.start_transitions",
+        "crf.end_transitions",
+    }  # fmt: skip
+    assert {t["kept_by"] for t in kept["tensors"]} == {"--task feature-extraction"}
+    assert kept["crfs"] == [{"prefix": "crf.", "tags": 3}]
+    result = cli("convert", *base, "--output", tmp_path / "both", "--keep", "crf.", "--drop", "crf.transitions")
+    assert "--drop and --keep both name 'crf.transitions'" in one_error_line(result)
+    result = cli("convert", *base, "--output", tmp_path / "none", "--keep", "crf_layer.")
+    assert "--keep 'crf_layer.' matches no key" in one_error_line(result)
