@@ -177,23 +177,21 @@ LABEL_HPARAMS = ("id2label", "label2id", "labels", "label_list", "label_names", 
 def labels_from_hparams(hparams: Mapping[str, Any]) -> tuple[list[str], str] | None:
     """Label names from the hyper-parameters, and where they were found; ``None`` when absent.
 
-    Looks at the top level and one level down (an ``args`` Namespace, a config dict, or the inert
+    Looks at every level, shallowest first, whatever wraps it (``hparams.levels``: an ``args``
+    Namespace, a config dict or object, a LightningCLI argument's ``init_args``, or the inert
     placeholder that stands in for either), for ``id2label`` (index to name), ``label2id`` (name to
     index) or a list of names (``labels``, ``label_list``, ``label_names``, ``classes``).
     """
+    from . import hparams as hparams_walk
     from .checkpoint import as_mapping
 
-    levels: list[tuple[str, Mapping[Any, Any]]] = [("", hparams)]
-    for key, value in hparams.items():
-        nested = as_mapping(value)
-        if nested is not None and not isinstance(value, (str, bytes)):
-            levels.append((f"{key}.", nested))
-    for where, level in levels:
+    for level in hparams_walk.levels(hparams):
         for name in LABEL_HPARAMS:
-            value = level.get(name)
+            value = level.values.get(name)
             found = _label_list(name, as_mapping(value) if not isinstance(value, (list, tuple)) else value)
             if found:
-                return found, f"hyper-parameter '{where}{name}'"
+                where = f"{level.path}.{name}" if level.path else name
+                return found, f"hyper-parameter '{where}'"
     return None
 
 
@@ -236,6 +234,33 @@ def resolve_labels(
     if len(set(names)) != len(names):
         raise MappingError(f"{source} names a label twice ({', '.join(names)})", "pass --labels with distinct names")
     return names, source
+
+
+def resolve_problem_type(task: Task, given: str | None, hparams: Mapping[str, Any]) -> tuple[str | None, str]:
+    """``config.problem_type`` and where it came from: ``--problem-type``, else the hyper-parameters.
+
+    A multi-label classifier whose hyper-parameters say ``multi_label_classification`` is served
+    with a sigmoid by transformers' pipelines only when its config says so.
+
+    Raises:
+        MappingError: ``--problem-type`` disagrees with the ``problem_type`` the hyper-parameters
+            record (naming both).
+    """
+    from .selection import recorded_problem_type
+
+    if not task.problem_type:
+        return None, "none"
+    recorded = recorded_problem_type(hparams)
+    if given and recorded and recorded[0] != given:
+        raise MappingError(
+            f"--problem-type {given} disagrees with {recorded[1]}, which records problem_type '{recorded[0]}'",
+            f"pass --problem-type {recorded[0]} (what the module trained with), or leave --problem-type out",
+        )
+    if given:
+        return given, "--problem-type"
+    if recorded:
+        return recorded
+    return None, "none"
 
 
 def resolve_dtype(dtype: str, tensors: Mapping[str, Any]) -> Any:

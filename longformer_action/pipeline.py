@@ -26,6 +26,7 @@ from .convert import (
     load_config,
     mapped_tensors,
     resolve_labels,
+    resolve_problem_type,
     staged_output,
     tie_weights,
     write_checksums,
@@ -125,6 +126,7 @@ def _plan(
             f"--problem-type applies to text-classification, but the task is {chosen.name}", "leave --problem-type out"
         )
     names, source = resolve_labels(chosen, mapping.num_labels, labels, ckpt.hparams)
+    problem_type, problem_source = resolve_problem_type(chosen, problem_type, ckpt.hparams)
     config = load_config(base, chosen, num_labels=mapping.num_labels, labels=names, problem_type=problem_type)
     selection.check_recorded_config(ckpt.hparams, config, base_spec=base.spec)
     if found is not None:
@@ -135,6 +137,7 @@ def _plan(
     tie_weights(ckpt, mapping, chosen, config)
     check_mapping(mapping, shapes, expected_shapes(chosen, config, pooler=mapping.has_pooler), chosen)
     state["conversion"] = _facts(chosen, mapping, config, source, global_attention)
+    state["conversion"]["problem_type_from"] = problem_source
     state["conversion"]["selection"] = {"copy": copy, "drop": list(drop)}
     if found is not None:
         state["reference"] = merged.reference  # popped by the caller: not a report field

@@ -235,7 +235,8 @@ def model_card(report: dict[str, Any]) -> str:
         source = "" if conv["labels_from"].startswith("none") else f" (from {conv['labels_from']})"
         lines.append(f"| labels | {conv['num_labels']}: {labels}{source} |")
     if conv.get("problem_type"):
-        lines.append(f"| problem type | `{conv['problem_type']}` |")
+        source = conv.get("problem_type_from") or ""
+        lines.append(f"| problem type | `{conv['problem_type']}`{f' (from {source})' if source else ''} |")
     if conv.get("untied"):
         lines.append(f"| tied weights | saved untied: {'; '.join(f'`{k}` {v}' for k, v in conv['untied'].items())} |")
     lines += [

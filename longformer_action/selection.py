@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import Checkpoint, Inert, as_mapping
+from . import hparams as hparams_walk
+from .checkpoint import Checkpoint, Inert
+from .choices import PROBLEM_TYPES
 from .errors import BaseModelError, MappingError
 from .mapping import _strip_wrappers
 
@@ -381,7 +383,8 @@ def select(shapes: Mapping[str, Shape], *, copy: str | None = None, drop: Sequen
 
 # --- the config the checkpoint records ----------------------------------------------------------
 
-#: Config fields that change what the model computes, and whose value a hyper-parameter may record.
+#: Config fields that change what the model computes, and whose value a hyper-parameter may record
+#: (Longformer's names, then LED's; a field the base config does not have is not compared).
 CONFIG_FIELDS = (
     "attention_window",
     "num_hidden_layers",
@@ -394,18 +397,35 @@ CONFIG_FIELDS = (
     "vocab_size",
     "type_vocab_size",
     "pad_token_id",
+    "d_model",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "activation_function",
+    "max_encoder_position_embeddings",
+    "max_decoder_position_embeddings",
 )
 #: Of those, the ones a single hyper-parameter of that name is compared on (a training script's
 #: ``args.attention_window``); the others are compared only inside a whole config.
 SINGLE_FIELDS = ("attention_window", "max_position_embeddings", "num_hidden_layers")
 
+_CONFIG_CLASSES = ("LongformerConfig", "RobertaConfig", "LEDConfig")
+
 
 def _is_config(value: Mapping[Any, Any], qualname: str) -> bool:
-    if qualname.endswith(("LongformerConfig", "RobertaConfig")):
+    if qualname.endswith(_CONFIG_CLASSES):
         return True
-    if value.get("model_type") in ("longformer", "roberta"):
+    if value.get("model_type") in ("longformer", "roberta", "led"):
         return True
-    return {"attention_window", "hidden_size", "num_hidden_layers"} <= set(value)
+    keys = set(value)
+    return {"attention_window", "hidden_size", "num_hidden_layers"} <= keys or {
+        "attention_window",
+        "d_model",
+        "encoder_layers",
+    } <= keys
 
 
 def _plain(value: Any) -> bool:
@@ -416,29 +436,34 @@ def _plain(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, int) for v in value)
 
 
+def _whole_config(hparams: Mapping[str, Any]) -> hparams_walk.Level | None:
+    for level in hparams_walk.levels(hparams):
+        if _is_config(level.values, level.qualname):
+            return level
+    return None
+
+
 def recorded_config(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
     """A whole model config the hyper-parameters hold, and where; ``None`` when they hold none.
 
-    Looks at the hyper-parameters themselves and one level down (``config``, ``model_config``, an
-    ``args`` Namespace), for a dict or object (or the inert placeholder that stands in for one) with
-    ``model_type`` ``longformer``, or with ``attention_window``, ``hidden_size`` and
-    ``num_hidden_layers``, or a ``LongformerConfig`` object. (A training config such as Hydra's
-    ``DictConfig`` is not a model config, whatever its class is called.)
+    Looks at every level of the hyper-parameters, shallowest first, whatever wraps it (see
+    ``hparams.levels``: dicts, Namespaces, config objects or their inert placeholders, and
+    LightningCLI's ``class_path``/``init_args``), for a dict or object with ``model_type``
+    ``longformer`` or ``led``, or with the fields that make one (``attention_window``,
+    ``hidden_size`` and ``num_hidden_layers``; LED's ``attention_window``, ``d_model`` and
+    ``encoder_layers``), or a ``LongformerConfig`` or ``LEDConfig`` object. (A training config such
+    as Hydra's ``DictConfig`` is not a model config, whatever its class is called.)
 
     Returns:
         The config's plain values (no objects), and a name for it in messages.
     """
-    levels: list[tuple[str, Any]] = [("the hyper-parameters", hparams)]
-    levels += [(f"hyper-parameter '{k}'", v) for k, v in hparams.items() if not isinstance(v, (str, bytes))]
-    for where, value in levels:
-        mapping = as_mapping(value)
-        if mapping is None:
-            continue
-        qualname = value._qualname if isinstance(value, Inert) else type(value).__name__
-        if _is_config(mapping, qualname if value is not hparams else ""):
-            plain = {str(k): v for k, v in mapping.items() if not isinstance(v, Inert) and _jsonable(v)}
-            return plain, where
-    return None
+    level = _whole_config(hparams)
+    if level is None:
+        return None
+    plain = {str(k): v for k, v in level.values.items() if not isinstance(v, Inert) and _jsonable(v)}
+    if "model_type" not in plain and level.qualname.endswith("LEDConfig"):
+        plain["model_type"] = "led"
+    return plain, level.where()
 
 
 def _jsonable(value: Any) -> bool:
@@ -451,25 +476,36 @@ def _jsonable(value: Any) -> bool:
     return False
 
 
-def _recorded_fields(hparams: Mapping[str, Any]) -> list[tuple[str, str, Any, bool]]:
-    """(where, field, value, inside a whole config) for every config value the hyper-parameters record."""
+def recorded_fields(hparams: Mapping[str, Any]) -> list[tuple[str, str, Any, bool]]:
+    """(where, field, value, inside a whole config) for every config value the hyper-parameters record.
+
+    The fields of ``CONFIG_FIELDS`` of the whole config (see ``recorded_config``), then single
+    hyper-parameters named like ``SINGLE_FIELDS`` at any other level (an ``args`` Namespace, a
+    LightningCLI argument's ``init_args``).
+    """
     found: list[tuple[str, str, Any, bool]] = []
-    whole = recorded_config(hparams)
+    whole = _whole_config(hparams)
     if whole is not None:
-        config, where = whole
-        found += [(where, f, config[f], True) for f in CONFIG_FIELDS if f in config and _plain(config[f])]
-    levels: list[tuple[str, Mapping[Any, Any]]] = [("", hparams)]
-    for key, value in hparams.items():
-        nested = as_mapping(value) if not isinstance(value, (str, bytes)) else None
-        if nested is not None and (whole is None or whole[1] != f"hyper-parameter '{key}'"):
-            levels.append((f"{key}.", nested))
-    for prefix, level in levels:
-        if whole is not None and prefix == "" and whole[1] == "the hyper-parameters":
+        values = whole.values
+        found += [(whole.where(), f, values[f], True) for f in CONFIG_FIELDS if f in values and _plain(values[f])]
+    for level in hparams_walk.levels(hparams):
+        if whole is not None and level.path == whole.path:
             continue
         for name in SINGLE_FIELDS:
-            if name in level and _plain(level[name]):
-                found.append((f"hyper-parameter '{prefix}{name}'", name, level[name], False))
+            if name in level.values and _plain(level.values[name]):
+                path = f"{level.path}.{name}" if level.path else name
+                found.append((f"hyper-parameter '{path}'", name, level.values[name], False))
     return found
+
+
+def recorded_problem_type(hparams: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The ``problem_type`` the hyper-parameters record (shallowest first, at any level), and where."""
+    for level in hparams_walk.levels(hparams):
+        value = level.values.get("problem_type")
+        if isinstance(value, str) and value in PROBLEM_TYPES:
+            path = f"{level.path}.problem_type" if level.path else "problem_type"
+            return value, f"hyper-parameter '{path}'"
+    return None
 
 
 def _per_layer(value: Any, layers: int) -> list[int]:
@@ -505,8 +541,8 @@ def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
     """One line per config value the hyper-parameters record that the config disagrees with.
 
     Compares every field of ``CONFIG_FIELDS`` of a whole config the hyper-parameters hold (see
-    ``recorded_config``), and single hyper-parameters named like ``SINGLE_FIELDS`` at the top level
-    and one level down (an ``args`` Namespace, also as an inert placeholder). A single
+    ``recorded_config``), and single hyper-parameters named like ``SINGLE_FIELDS`` at any level (an
+    ``args`` Namespace, also as an inert placeholder; see ``recorded_fields``). A single
     ``attention_window`` that is half the config's agrees: allenai's scripts record the one-sided
     window where transformers' config is two-sided.
 
@@ -519,13 +555,37 @@ def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
         base config``; empty when all agree.
     """
     lines = []
-    for where, name, value, whole in _recorded_fields(hparams):
+    for where, name, value, whole in recorded_fields(hparams):
         if not hasattr(config, name):
             continue
         if not _agrees(name, value, config, whole):
             have = getattr(config, name)
             lines.append(f"{name} is {_value(value)} in {where} but {_value(have)} in the base config")
     return lines
+
+
+def recorded_config_check(
+    hparams: Mapping[str, Any], config: Any, *, file: str = "config.json"
+) -> tuple[list[str], list[str]]:
+    """Compare a folder's config with every config value the hyper-parameters record (the check's stage).
+
+    Args:
+        hparams: the checkpoint's hyper-parameters.
+        config: the folder's config, as transformers loads its ``config.json``.
+        file: the file ``config`` was read from, for messages.
+
+    Returns:
+        The fields compared (``field (where)``), and one line per disagreement naming the file, the
+        field and both values.
+    """
+    compared, lines = [], []
+    for where, name, value, whole in recorded_fields(hparams):
+        if not hasattr(config, name):
+            continue
+        compared.append(f"{name} ({where})")
+        if not _agrees(name, value, config, whole):
+            lines.append(f"{file}: {name} is {_value(getattr(config, name))} where {where} records {_value(value)}")
+    return compared, lines
 
 
 def _value(value: Any) -> str:

@@ -53,6 +53,21 @@ def checkpoints(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     return made
 
 
+@pytest.fixture(scope="session")
+def lightning_cli_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A multi-label classifier built by a real ``LightningCLI`` and trained by a real Trainer: its
+    hyper-parameters hold the config as ``class_path``/``init_args`` with ``attention_window`` [8, 8],
+    the labels and ``problem_type`` (see ``tests/lightning_cli.py``)."""
+    import json
+
+    from . import lightning_cli
+
+    config = json.loads((base_model / "config.json").read_text())
+    module = lightning_cli.make_module(config, [8, 8])
+    batches = demo.batches(base_model, 2, task="text-classification")
+    return demo.fit_and_save(module, batches, tmp_path_factory.mktemp("cli-ckpt") / "multilabel.ckpt")
+
+
 @pytest.fixture()
 def cli(tmp_path: Path):
     """Invoke the CLI in-process; returns click's Result (stdout and stderr kept apart)."""
