@@ -205,7 +205,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         with progress.stage("save", "Save the folder") as stage:
             tensors = mapped_tensors(ckpt, mapping)
             total = sum(t.numel() * t.element_size() for t in tensors.values())
-            files = write_model(
+            written = write_model(
                 staged.path,
                 tensors,
                 config,
@@ -214,6 +214,8 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 max_shard_size=options.max_shard_size,
                 advance=progress.bytes_meter("save", total),
             )
+            files = written.files
+            state["conversion"]["tokenizer"], state["conversion"]["generation"] = written.tokenizer, written.generation
             head_digest = write_custom_head(staged.path, ckpt, mapping)
             if head_digest:
                 digests = {f.name: f.sha256 for f in files} | {CUSTOM_HEAD_NAME: head_digest}
@@ -232,6 +234,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                     lightning_module=options.lightning_module,
                     global_attention=options.global_attention,
                     reference=reference,
+                    base=base,
                 )
                 stage.detail = _check_line(check)
             if not check.passed:
@@ -322,6 +325,16 @@ def _check_failed(check: Any, consequence: str, report: dict[str, Any], hint: st
         )
         else ""
     )
+    if _only_files_differ(check):
+        # the weights and the outputs agree: the tokenizer, the generation settings or config.json do not
+        error = CheckFailed(
+            f"the converted folder's files differ from what the base model and the checkpoint give: {shown}; "
+            f"{consequence}",
+            hint
+            or "convert the checkpoint again, with the --base-model it was trained from; see the report (--report)",
+        )
+        error.report = report
+        return error
     error = CheckFailed(
         f"the converted model does not compute what the checkpoint computed: {shown}; {consequence}",
         hint
@@ -330,6 +343,12 @@ def _check_failed(check: Any, consequence: str, report: dict[str, Any], hint: st
     )
     error.report = report
     return error
+
+
+def _only_files_differ(check: Any) -> bool:
+    named = [f for stage in getattr(check, "checks", []) for f in stage.failures]
+    computed = bool(check.outputs) and all(o.passed for o in check.outputs) and not check.tensor_failures
+    return bool(named) and computed and check.failures[: len(named)] == named
 
 
 def verify(
@@ -427,6 +446,7 @@ def verify(
                 lightning_module=lightning_module,
                 global_attention=global_attention,
                 reference=reference,
+                base=base if base_model else None,
             )
             stage.detail = _check_line(check)
         if not check.passed and base_model:

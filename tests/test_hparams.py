@@ -121,8 +121,13 @@ def test_lightning_cli_config_converts_with_its_labels_and_problem_type(
     report = json.loads((out / "conversion-report.json").read_text())
     assert report["conversion"]["labels_from"] == "hyper-parameter 'config.init_args.id2label'"
     assert report["conversion"]["problem_type_from"] == "hyper-parameter 'config.init_args.problem_type'"
+    stage = next(c for c in report["check"]["checks"] if c["name"] == "recorded config")
+    assert stage["passed"] is True
+    assert "attention_window (hyper-parameter 'config.init_args')" in stage["detail"]
+    assert "problem_type (hyper-parameter 'config.init_args.problem_type')" in stage["detail"]
     card = (out / "README.md").read_text()
     assert "`multi_label_classification` (from hyper-parameter 'config.init_args.problem_type')" in card
+    assert "| recorded config | `config.json` | pass |" in card
 
     # a pipeline serves it with a sigmoid per label, as the module trained it
     text = demo.CORPUS[1]
@@ -155,3 +160,20 @@ def test_problem_type_disagreeing_with_the_hyper_parameters_is_refused(
     assert "--problem-type regression disagrees with hyper-parameter 'config.init_args.problem_type'" in line
     assert "'multi_label_classification'" in line
     assert cli(*args, "--problem-type", "multi_label_classification").exit_code == 0
+
+
+def test_a_folder_config_changed_against_the_recorded_one_fails_the_check(
+    cli, lightning_cli_checkpoint, base_model, tmp_path
+):
+    out = tmp_path / "model"
+    assert (
+        cli("convert", "--checkpoint", lightning_cli_checkpoint, "--output", out, "--base-model", base_model).exit_code
+        == 0
+    )
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "attention_window": [16, 16]}))
+
+    result = cli("verify", "--model", out, "--checkpoint", lightning_cli_checkpoint, "--base-model", base_model)
+    assert result.exit_code == 3
+    line = one_error_line(result)
+    assert "config.json: attention_window is [16, 16] where hyper-parameter 'config.init_args' records [8, 8]" in line
