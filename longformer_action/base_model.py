@@ -12,18 +12,9 @@ from typing import Any
 from .errors import BaseModelError
 from .filesystem import read_error
 from .tasks import FAMILIES
+from .tokenization import TOKENIZER_PATTERNS, tokenizer_files
 
-#: Files copied into the output folder when the base model has them.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-)
-
-#: Other files copied into the output folder when the base model has them.
+#: Other files of the base model that the conversion reads when it has them (the LED's generation settings).
 EXTRA_FILES = ("generation_config.json",)
 
 #: The base config's ``model_type``s this tool converts (one per model family).
@@ -38,8 +29,9 @@ class BaseModel:
         spec: what the user passed (folder or Hub id).
         folder: a local folder that holds ``config.json`` (a Hub snapshot for Hub ids).
         config: the parsed ``config.json``.
-        tokenizer_files: tokenizer files present in ``folder``.
-        extra_files: other files copied into the output (``generation_config.json``) present in ``folder``.
+        tokenizer_files: tokenizer files present in ``folder`` (``tokenization.TOKENIZER_PATTERNS``); the
+            tokenizer itself is what ``AutoTokenizer`` loads from them.
+        extra_files: other files the conversion reads (``generation_config.json``) present in ``folder``.
         revision: the Hub revision asked for (``None`` for folders).
         commit: the Hub commit the snapshot came from, when known.
     """
@@ -100,13 +92,13 @@ def resolve_base_model(spec: str, *, revision: str | None = None, token: str | N
             f"base model {spec} is a '{config.get('model_type')}' model, not 'longformer' or 'led'",
             "pass the Longformer (or LED) config the checkpoint was trained from",
         )
-    tokenizer_files = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    found = tokenizer_files(folder)
     extra_files = [folder / name for name in EXTRA_FILES if (folder / name).is_file()]
     return BaseModel(
         spec=spec,
         folder=folder,
         config=config,
-        tokenizer_files=tokenizer_files,
+        tokenizer_files=found,
         extra_files=extra_files,
         revision=revision if folder is not path else None,
         commit=commit,
@@ -130,7 +122,7 @@ def _download(repo_id: str, *, revision: str | None, token: str | None) -> tuple
                 repo_id=repo_id,
                 revision=revision,
                 token=token,
-                allow_patterns=["config.json", *TOKENIZER_FILES, *EXTRA_FILES],
+                allow_patterns=["config.json", *TOKENIZER_PATTERNS, *EXTRA_FILES],
             )
         )
     except RevisionNotFoundError:

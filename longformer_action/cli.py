@@ -253,7 +253,8 @@ _adapter_option = click.option(
     "--problem-type",
     type=click.Choice(PROBLEM_TYPES),
     default=None,
-    help="config.problem_type of a text-classification model.",
+    help="config.problem_type of a text-classification model; default: the one the hyper-parameters record, "
+    "if any (a value that disagrees with them is an error).",
 )
 @_global_attention_option
 @_prefix_option

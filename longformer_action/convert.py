@@ -168,6 +168,8 @@ def tie_weights(ckpt: Checkpoint, mapping: KeyMapping, task: Task, config: Any) 
         config.tie_word_embeddings = False
         return
     for target, tied_to in pairs:
+        if target in task.legacy_keys:
+            continue  # equal, and written anyway: older transformers read the tied value through it
         mapping.dropped[sources[target]] = f"tied to '{tied_to}' (equal values); transformers ties them on loading"
         del mapping.mapped[sources[target]]
 
@@ -179,23 +181,21 @@ LABEL_HPARAMS = ("id2label", "label2id", "labels", "label_list", "label_names", 
 def labels_from_hparams(hparams: Mapping[str, Any]) -> tuple[list[str], str] | None:
     """Label names from the hyper-parameters, and where they were found; ``None`` when absent.
 
-    Looks at the top level and one level down (an ``args`` Namespace, a config dict, or the inert
+    Looks at every level, shallowest first, whatever wraps it (``hparams.levels``: an ``args``
+    Namespace, a config dict or object, a LightningCLI argument's ``init_args``, or the inert
     placeholder that stands in for either), for ``id2label`` (index to name), ``label2id`` (name to
     index) or a list of names (``labels``, ``label_list``, ``label_names``, ``classes``).
     """
+    from . import hparams as hparams_walk
     from .checkpoint import as_mapping
 
-    levels: list[tuple[str, Mapping[Any, Any]]] = [("", hparams)]
-    for key, value in hparams.items():
-        nested = as_mapping(value)
-        if nested is not None and not isinstance(value, (str, bytes)):
-            levels.append((f"{key}.", nested))
-    for where, level in levels:
+    for level in hparams_walk.levels(hparams):
         for name in LABEL_HPARAMS:
-            value = level.get(name)
+            value = level.values.get(name)
             found = _label_list(name, as_mapping(value) if not isinstance(value, (list, tuple)) else value)
             if found:
-                return found, f"hyper-parameter '{where}{name}'"
+                where = f"{level.path}.{name}" if level.path else name
+                return found, f"hyper-parameter '{where}'"
     return None
 
 
@@ -240,6 +240,33 @@ def resolve_labels(
     return names, source
 
 
+def resolve_problem_type(task: Task, given: str | None, hparams: Mapping[str, Any]) -> tuple[str | None, str]:
+    """``config.problem_type`` and where it came from: ``--problem-type``, else the hyper-parameters.
+
+    A multi-label classifier whose hyper-parameters say ``multi_label_classification`` is served
+    with a sigmoid by transformers' pipelines only when its config says so.
+
+    Raises:
+        MappingError: ``--problem-type`` disagrees with the ``problem_type`` the hyper-parameters
+            record (naming both).
+    """
+    from .selection import recorded_problem_type
+
+    if not task.problem_type:
+        return None, "none"
+    recorded = recorded_problem_type(hparams)
+    if given and recorded and recorded[0] != given:
+        raise MappingError(
+            f"--problem-type {given} disagrees with {recorded[1]}, which records problem_type '{recorded[0]}'",
+            f"pass --problem-type {recorded[0]} (what the module trained with), or leave --problem-type out",
+        )
+    if given:
+        return given, "--problem-type"
+    if recorded:
+        return recorded
+    return None, "none"
+
+
 def resolve_dtype(dtype: str, tensors: Mapping[str, Any]) -> Any:
     """The output dtype: ``keep`` is the checkpoint's own (most common floating dtype)."""
     import torch
@@ -251,8 +278,14 @@ def resolve_dtype(dtype: str, tensors: Mapping[str, Any]) -> Any:
 
 
 def mapped_tensors(ckpt: Checkpoint, mapping: KeyMapping) -> dict[str, Any]:
-    """Target key to source tensor (not copied, not cast); combined targets are concatenated (dim 0)."""
+    """Target key to source tensor (not copied, not cast); combined targets are concatenated (dim 0).
+
+    A task's legacy keys (``Task.legacy_keys``) the checkpoint does not hold take the tensor they are
+    tied to, so that older transformers read the same value.
+    """
     import torch
+
+    from .tasks import get
 
     tensors: dict[str, Any] = {}
     for source, target in mapping.mapped.items():
@@ -260,6 +293,9 @@ def mapped_tensors(ckpt: Checkpoint, mapping: KeyMapping) -> dict[str, Any]:
             continue
         parts = mapping.combined.get(target)
         tensors[target] = torch.cat([ckpt.state_dict[p] for p in parts]) if parts else ckpt.state_dict[source]
+    for alias, tied_to in get(mapping.task, mapping.family).legacy_keys.items():
+        if alias not in tensors and tied_to in tensors:
+            tensors[alias] = tensors[tied_to]
     return tensors
 
 
@@ -295,6 +331,75 @@ def file_info(path: Path, digests: Mapping[str, str]) -> FileInfo:
     return FileInfo(path.name, path.stat().st_size, digest)
 
 
+@dataclass
+class Written:
+    """What ``write_model`` wrote.
+
+    Attributes:
+        files: every file in the folder, with sizes and SHA-256.
+        tokenizer: the tokenizer's facts (``TokenizerFacts.to_dict``); ``None`` when the base has no
+            tokenizer files.
+        generation: the generation settings written (their source and the fields that differ from
+            transformers' defaults); ``None`` when the task's class does not generate.
+    """
+
+    files: list[FileInfo]
+    tokenizer: dict[str, Any] | None = None
+    generation: dict[str, Any] | None = None
+
+
+def write_config(config: Any, folder: Path) -> None:
+    """Write ``config.json`` with transformers, plus ``torch_dtype`` beside ``dtype`` for transformers 4.x.
+
+    transformers 4.x reads the saved dtype from ``torch_dtype`` (``from_pretrained(torch_dtype="auto")``)
+    and 5.x from ``dtype``; 5.x reads ``torch_dtype`` as well, silently.
+    """
+    config.save_pretrained(folder)
+    path = folder / "config.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("dtype") is not None:
+        data["torch_dtype"] = data["dtype"]
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_base_tokenizer(base: BaseModel, config: Any, folder: Path) -> dict[str, Any] | None:
+    """Load the base's tokenizer with ``AutoTokenizer`` and save it into ``folder`` (see ``tokenization``).
+
+    Returns:
+        The tokenizer's facts, or ``None`` when the base has no tokenizer files.
+
+    Raises:
+        BaseModelError: the base's tokenizer files do not load (see ``tokenization.load_base_tokenizer``).
+    """
+    from .tokenization import load_base_tokenizer, write_tokenizer
+
+    if not base.tokenizer_files:
+        return None
+    tokenizer = load_base_tokenizer(base.folder, base.tokenizer_files, config)
+    with writing(folder / "tokenizer.json", several=True):
+        return write_tokenizer(tokenizer, folder, config).to_dict()
+
+
+def base_generation(base: BaseModel) -> Any:
+    """The base model's effective generation settings (``generation.base_generation_config``)."""
+    from .generation import GENERATION_CONFIG_NAME, base_generation_config
+
+    has_file = any(p.name == GENERATION_CONFIG_NAME for p in base.extra_files)
+    return base_generation_config(base.folder if has_file else None, base.config)
+
+
+def write_base_generation(base: BaseModel, task: Task | None, folder: Path) -> dict[str, Any] | None:
+    """Write the base's effective generation settings when the task's class generates (LED); else ``None``."""
+    from .generation import GENERATION_CONFIG_NAME, non_default, write_generation_config
+
+    if task is None or not task.model_class().can_generate():
+        return None
+    generation = base_generation(base)
+    write_generation_config(generation, folder)
+    from_file = any(p.name == GENERATION_CONFIG_NAME for p in base.extra_files)
+    return {"source": GENERATION_CONFIG_NAME if from_file else "config.json", "settings": non_default(generation)}
+
+
 def write_model(
     folder: Path,
     tensors: Mapping[str, Any],
@@ -304,32 +409,38 @@ def write_model(
     dtype: str = "keep",
     max_shard_size: str | int = "5GB",
     advance: Callable[[int], None] | None = None,
-) -> list[FileInfo]:
-    """Write ``config.json``, the weights and the tokenizer files into ``folder``.
+) -> Written:
+    """Write ``config.json``, the tokenizer, the generation settings and the weights into ``folder``.
 
     Args:
         folder: an empty folder (the staging folder).
         tensors: target key to source tensor (see ``mapped_tensors``).
-        config: the model config (see ``load_config``).
-        base: the resolved base model, whose tokenizer files (and generation config) are copied.
+        config: the model config (see ``load_config``); its ``architectures`` names the task's class.
+        base: the resolved base model, whose tokenizer (and generation settings) are saved.
         dtype: ``keep`` or a torch floating dtype name.
         max_shard_size: largest weights file, as bytes or a string like ``"2GB"``.
         advance: called with the number of bytes written, for progress.
 
     Returns:
-        The files written, with sizes.
+        The files written and the tokenizer's and generation settings' facts.
 
     Raises:
+        BaseModelError: the base's tokenizer files do not load (checked first, before any weight is written).
         OutputError: a write failed (a full disk, a quota, a read-only file system ...; see
             ``filesystem.write_error``), naming the file.
     """
     import torch
     from huggingface_hub import split_torch_state_dict_into_shards
 
+    from .tasks import by_architecture
+
     out_dtype = resolve_dtype(dtype, tensors)
     config.dtype = str(out_dtype).removeprefix("torch.")
+    tokenizer = write_base_tokenizer(base, config, folder)
     with writing(folder / "config.json"):
-        config.save_pretrained(folder)
+        write_config(config, folder)
+    with writing(folder / "generation_config.json"):
+        generation = write_base_generation(base, by_architecture((config.architectures or [""])[0]), folder)
 
     planned = {k: torch.empty(t.shape, dtype=target_dtype(t.dtype, dtype), device="meta") for k, t in tensors.items()}
     split = split_torch_state_dict_into_shards(planned, max_shard_size=max_shard_size)
@@ -343,10 +454,8 @@ def write_model(
         index = {"metadata": {**split.metadata}, "weight_map": split.tensor_to_filename}
         with writing(folder / WEIGHTS_INDEX_NAME):
             (folder / WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    for source in [*base.tokenizer_files, *base.extra_files]:
-        with writing(folder / source.name, needs=source.stat().st_size, source=source):
-            shutil.copyfile(source, folder / source.name)
-    return [file_info(p, digests) for p in sorted(folder.iterdir())]
+    files = [file_info(p, digests) for p in sorted(folder.iterdir())]
+    return Written(files=files, tokenizer=tokenizer, generation=generation)
 
 
 def write_custom_head(folder: Path, ckpt: Checkpoint, mapping: KeyMapping) -> str | None:

@@ -49,7 +49,8 @@ TINY_LED_CONFIG: dict[str, Any] = {
     "max_decoder_position_embeddings": 64,
 }
 
-#: The tiny LED's generation config (copied into the converted folder, as a Hub base model's is).
+#: The tiny LED's generation config (the converted folder's generation settings are read from it, as from a Hub
+#: base model's).
 TINY_LED_GENERATION = {"max_length": 32, "num_beams": 1, "no_repeat_ngram_size": 3}
 
 

@@ -59,6 +59,7 @@ def write_error(
     option: str = "--output",
     split: str | None = None,
     source: Path | None = None,
+    several: bool = False,
 ) -> OutputError:
     """The one-line error for a write that failed.
 
@@ -69,14 +70,18 @@ def write_error(
         option: the option that chose where it goes (``--output``, ``--report``): the fix names it.
         split: the option that makes the file smaller (``--max-shard-size`` for the weights), for ``EFBIG``.
         source: the file ``path`` is copied from, when it is a copy: a failure to read it is named as such.
+        several: ``path`` is one of several files written together in its folder (a tokenizer's): the
+            file the operating system names, when it does, is the one the message names.
 
     Returns:
         An ``OutputError`` naming the file, the cause (by ``errno``), and the fix.
     """
-    where, code, name = shown(path), exc.errno, _errno_name(exc)
-    size = f"; it needs {human_bytes(needs)}" if needs else ""
     named = isinstance(exc.filename, (str, bytes)) and exc.filename2 is None
     failed = Path(os.fsdecode(exc.filename)) if named else None
+    if several and failed is not None and failed.parent == path.parent:
+        path = failed  # one of several files written together (the tokenizer's): the one the system named
+    where, code, name = shown(path), exc.errno, _errno_name(exc)
+    size = f"; it needs {human_bytes(needs)}" if needs else ""
     if source is not None and failed == Path(source):  # the copy's source failed: the read is the problem
         return OutputError(
             f"cannot read {shown(source)} while writing {where} ({exc.strerror or exc}, {name})",
@@ -133,6 +138,7 @@ def writing(
     option: str = "--output",
     split: str | None = None,
     source: Path | None = None,
+    several: bool = False,
 ) -> Iterator[None]:
     """Turn an ``OSError`` raised while ``path`` is written into one ``OutputError`` (see ``write_error``).
 
@@ -142,7 +148,7 @@ def writing(
     try:
         yield
     except OSError as exc:
-        raise write_error(path, exc, needs=needs, option=option, split=split, source=source) from None
+        raise write_error(path, exc, needs=needs, option=option, split=split, source=source, several=several) from None
 
 
 def check_utf8_name(path: Path, option: str) -> None:

@@ -26,6 +26,7 @@ from .convert import (
     load_config,
     mapped_tensors,
     resolve_labels,
+    resolve_problem_type,
     staged_output,
     tie_weights,
     write_checksums,
@@ -132,6 +133,7 @@ def _plan(
             f"--problem-type applies to text-classification, but the task is {chosen.name}", "leave --problem-type out"
         )
     names, source = resolve_labels(chosen, mapping.num_labels, labels, ckpt.hparams)
+    problem_type, problem_source = resolve_problem_type(chosen, problem_type, ckpt.hparams)
     config = load_config(base, chosen, num_labels=mapping.num_labels, labels=names, problem_type=problem_type)
     selection.check_recorded_config(ckpt.hparams, config, base_spec=base.spec)
     if found is not None:
@@ -142,6 +144,7 @@ def _plan(
     tie_weights(ckpt, mapping, chosen, config)
     check_mapping(mapping, shapes, expected_shapes(chosen, config, pooler=mapping.has_pooler), chosen)
     state["conversion"] = _facts(chosen, mapping, config, source, global_attention)
+    state["conversion"]["problem_type_from"] = problem_source
     state["conversion"]["selection"] = {"copy": copy, "drop": list(drop), "keep": list(keep)}
     state["conversion"]["custom_head"] = _custom_head(ckpt, mapping, picked.kept)
     if found is not None:
@@ -236,7 +239,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
         with progress.stage("save", "Save the folder") as stage:
             tensors = mapped_tensors(ckpt, mapping)
             total = sum(t.numel() * t.element_size() for t in tensors.values())
-            files = write_model(
+            written = write_model(
                 staged.path,
                 tensors,
                 config,
@@ -245,6 +248,8 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 max_shard_size=options.max_shard_size,
                 advance=progress.bytes_meter("save", total),
             )
+            files = written.files
+            state["conversion"]["tokenizer"], state["conversion"]["generation"] = written.tokenizer, written.generation
             head_digest = write_custom_head(staged.path, ckpt, mapping)
             if head_digest:
                 digests = {f.name: f.sha256 for f in files} | {CUSTOM_HEAD_NAME: head_digest}
@@ -263,6 +268,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                     lightning_module=options.lightning_module,
                     global_attention=options.global_attention,
                     reference=reference,
+                    base=base,
                 )
                 stage.detail = _check_line(check)
             if not check.passed:
@@ -357,6 +363,16 @@ def _check_failed(check: Any, consequence: str, report: dict[str, Any], hint: st
         )
         else ""
     )
+    if _only_files_differ(check):
+        # the weights and the outputs agree: the tokenizer, the generation settings or config.json do not
+        error = CheckFailed(
+            f"the converted folder's files differ from what the base model and the checkpoint give: {shown}; "
+            f"{consequence}",
+            hint
+            or "convert the checkpoint again, with the --base-model it was trained from; see the report (--report)",
+        )
+        error.report = report
+        return error
     error = CheckFailed(
         f"the converted model does not compute what the checkpoint computed: {shown}; {consequence}",
         hint
@@ -365,6 +381,12 @@ def _check_failed(check: Any, consequence: str, report: dict[str, Any], hint: st
     )
     error.report = report
     return error
+
+
+def _only_files_differ(check: Any) -> bool:
+    named = [f for stage in getattr(check, "checks", []) for f in stage.failures]
+    computed = bool(check.outputs) and all(o.passed for o in check.outputs) and not check.tensor_failures
+    return bool(named) and computed and check.failures[: len(named)] == named
 
 
 def verify(
@@ -467,6 +489,7 @@ def verify(
                 lightning_module=lightning_module,
                 global_attention=global_attention,
                 reference=reference,
+                base=base if base_model else None,
             )
             stage.detail = _check_line(check)
         if not check.passed and base_model:

@@ -22,6 +22,8 @@ from .tasks import get as get_task
 from .verify import CheckResult
 
 REPORT_NAME = "conversion-report.json"
+#: The transformers versions the folder is written for (the compatibility test loads it in each).
+SUPPORTED_TRANSFORMERS = "4.46 to 5.x"
 CARD_NAME = "README.md"
 
 
@@ -148,7 +150,23 @@ def check_table(check: dict[str, Any]) -> list[str]:
         )
     tensors = "pass" if not check["tensor_failures"] else f"**FAIL** ({len(check['tensor_failures'])})"
     rows.append(f"| every tensor equals its source | {check['tensors_compared']} tensors | | | exact | {tensors} |")
+    named = check.get("checks") or []
+    if named:
+        rows += ["", "| check | files | result | compared |", "|---|---|---|---|"]
+        rows += [
+            f"| {c['name']} | {', '.join(f'`{f}`' for f in c['files']) or 'none'} | {_verdict(c['passed'])} | "
+            f"{_cell(c['detail'] if c['passed'] is not False else '; '.join(c['failures'][:3]))} |"
+            for c in named
+        ]
     return rows
+
+
+def _verdict(passed: bool | None) -> str:
+    return "not run" if passed is None else "pass" if passed else "**FAIL**"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _base_line(spec: str) -> str:
@@ -176,8 +194,16 @@ _TOKENIZE = {
 }
 
 
-def _usage(conv: dict[str, Any]) -> list[str]:
-    """How a downstream job loads the folder, calls it as the module was trained, and reads the outputs."""
+#: The dtypes transformers 4.x does not keep unless asked: it loads float32 by default.
+_HALF = ("float16", "bfloat16")
+
+
+def _usage(conv: dict[str, Any], dtype: str | None = None) -> list[str]:
+    """How a downstream job loads the folder, calls it as the module was trained, and reads the outputs.
+
+    The lines run in every transformers version the README names (4.46 to 5.x); for a float16 or
+    bfloat16 folder a comment says what 4.x needs to keep the dtype.
+    """
     task = get_task(conv["task"], conv.get("family"))
     attention = conv["global_attention"]
     lines = ["```python"]
@@ -186,6 +212,13 @@ def _usage(conv: dict[str, Any]) -> list[str]:
     lines += [
         f"from transformers import {conv['auto_class']}, AutoTokenizer",
         "",
+    ]
+    if dtype in _HALF:
+        lines.append(
+            f"# saved in {dtype}: transformers 5 loads it so; transformers 4.x loads float32 unless you pass "
+            'torch_dtype="auto"'
+        )
+    lines += [
         f'model = {conv["auto_class"]}.from_pretrained("path/to/this/folder")',
         'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
         *_TOKENIZE[task.inputs],
@@ -239,7 +272,9 @@ def model_card(report: dict[str, Any]) -> str:
         f"Converted from a PyTorch Lightning checkpoint by `longformer-convert` {_fmt(report['tool']['version'])}: "
         f"`{conv['architecture']}`, task `{conv['task']}`.",
         "",
-        *_usage(conv),
+        *_usage(conv, report["dtype"]["saved"]),
+        "",
+        f"The folder loads with the same outputs in transformers {SUPPORTED_TRANSFORMERS}.",
         "",
         "## Provenance",
         "",
@@ -258,7 +293,11 @@ def model_card(report: dict[str, Any]) -> str:
         source = "" if conv["labels_from"].startswith("none") else f" (from {conv['labels_from']})"
         lines.append(f"| labels | {conv['num_labels']}: {labels}{source} |")
     if conv.get("problem_type"):
-        lines.append(f"| problem type | `{conv['problem_type']}` |")
+        source = conv.get("problem_type_from") or ""
+        lines.append(f"| problem type | `{conv['problem_type']}`{f' (from {source})' if source else ''} |")
+    lines.append(f"| tokenizer | {_tokenizer_line(conv.get('tokenizer'))} |")
+    if conv.get("generation") is not None:
+        lines.append(f"| generation settings | {_generation_line(conv['generation'])} |")
     if conv.get("untied"):
         lines.append(f"| tied weights | saved untied: {'; '.join(f'`{k}` {v}' for k, v in conv['untied'].items())} |")
     lines += [
@@ -322,6 +361,30 @@ def _custom_head_lines(kept: dict[str, Any] | None, level: str) -> list[str]:
     return lines
 
 
+def _tokenizer_line(facts: dict[str, Any] | None) -> str:
+    """The model card's tokenizer row: the class, the files, and the ``model_max_length`` it was given."""
+    if not facts:
+        return "none: the base model has no tokenizer files"
+    length = facts["model_max_length"]
+    files = ", ".join(f"`{f}`" for f in facts["files"])
+    line = f"the base model's, `{facts['class']}`, saved by transformers ({files})"
+    if length["capped"]:
+        was = "unset" if length["base"] is None else length["base"]
+        line += (
+            f"; `model_max_length` capped from {was} to {length['saved']}, the positions the model can use "
+            "(longer inputs would index past its position table)"
+        )
+    else:
+        line += f"; `model_max_length` {length['saved']}"
+    return line
+
+
+def _generation_line(facts: dict[str, Any]) -> str:
+    """The model card's generation-settings row: where they came from and what they set."""
+    shown = ", ".join(f"`{k}` {json.dumps(v)}" for k, v in facts["settings"].items()) or "transformers' defaults"
+    return f"the base model's, from its `{facts['source']}`, in `generation_config.json`: {shown}"
+
+
 def _declared(attention: dict[str, Any]) -> str:
     if attention["declared"] != "default":
         return ", as declared with --global-attention"
@@ -336,7 +399,8 @@ def _title(conv: dict[str, Any]) -> str:
 
 
 def _call(conv: dict[str, Any]) -> str:
-    return "model.generate" if get_task(conv["task"], conv.get("family")).inputs == "seq2seq" else "model"
+    # only a class with a language-model head generates (LEDModel, the encoder and decoder alone, does not)
+    return "model.generate" if get_task(conv["task"], conv.get("family")).model_class().can_generate() else "model"
 
 
 def _family_title(conv: dict[str, Any]) -> str:
@@ -374,6 +438,10 @@ def summary_markdown(report: dict[str, Any]) -> str:
         m = report["mapping"]
         lines.append(f"| keys | {m['mapped']} mapped, {m['dropped']} dropped ({m['layout']}) |")
     lines.append(f"| dtype | {_fmt(report['dtype']['saved'])} |")
+    if conv and "tokenizer" in conv:
+        lines.append(f"| tokenizer | {_tokenizer_line(conv['tokenizer'])} |")
+    if conv and conv.get("generation") is not None:
+        lines.append(f"| generation settings | {_generation_line(conv['generation'])} |")
     total = sum(report["timings_seconds"].values())
     lines += [f"| time | {total:.1f} s |", ""]
     if check:

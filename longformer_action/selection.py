@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import hparams as hparams_walk
 from . import tasks
-from .checkpoint import Checkpoint, Inert, as_mapping
+from .checkpoint import Checkpoint, Inert
+from .choices import PROBLEM_TYPES
 from .errors import BaseModelError, MappingError
 from .mapping import _strip_wrappers
 from .pretrained import CONFIG_FILE
@@ -472,35 +474,41 @@ def _plain(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, int) for v in value)
 
 
+def _whole_config(hparams: Mapping[str, Any]) -> hparams_walk.Level | None:
+    for level in hparams_walk.levels(hparams):
+        if _is_config(level.values, level.qualname):
+            return level
+    return None
+
+
 def recorded_config(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
     """A whole model config the hyper-parameters hold, and where; ``None`` when they hold none.
 
-    Looks at the hyper-parameters themselves and one level down (``config``, ``model_config``, an
-    ``args`` Namespace), for a dict or object (or the inert placeholder that stands in for one) with
-    a family's ``model_type`` (``longformer``, ``led``), or with ``attention_window`` and the family's
-    hidden size and layer count (``hidden_size`` and ``num_hidden_layers``; LED's ``d_model`` and
-    ``encoder_layers``), or a ``LongformerConfig`` or ``LEDConfig`` object. (A training config such as Hydra's
-    ``DictConfig`` is not a model config, whatever its class is called.)
+    Looks at every level of the hyper-parameters, shallowest first, whatever wraps it (see
+    ``hparams.levels``: dicts, Namespaces, config objects or their inert placeholders, and
+    LightningCLI's ``class_path``/``init_args``), for a dict or object with ``model_type``
+    ``longformer`` or ``led``, or with the fields that make one (``attention_window``,
+    ``hidden_size`` and ``num_hidden_layers``; LED's ``attention_window``, ``d_model`` and
+    ``encoder_layers``), or a ``LongformerConfig`` or ``LEDConfig`` object. (A training config such
+    as Hydra's ``DictConfig`` is not a model config, whatever its class is called.)
 
     Returns:
         The config's plain values (no objects), and a name for it in messages.
     """
-    levels: list[tuple[str, Any]] = [("the hyper-parameters", hparams)]
-    levels += [(_named(k), v) for k, v in hparams.items() if not isinstance(v, (str, bytes))]
-    for where, value in levels:
-        mapping = as_mapping(value)
-        if mapping is None:
-            continue
-        qualname = value._qualname if isinstance(value, Inert) else type(value).__name__
-        if _is_config(mapping, qualname if value is not hparams else ""):
-            plain = {str(k): v for k, v in mapping.items() if not isinstance(v, Inert) and _jsonable(v)}
-            return plain, where
-    return None
+    level = _whole_config(hparams)
+    if level is None:
+        return None
+    plain = {str(k): v for k, v in level.values.items() if not isinstance(v, Inert) and _jsonable(v)}
+    if "model_type" not in plain:
+        family = tasks.family_of_config_class(level.qualname)
+        if family is not None:
+            plain["model_type"] = family.model_type
+    return plain, _where(level)
 
 
-def _named(key: str) -> str:
+def _where(level: hparams_walk.Level) -> str:
     # a transformers folder's config.json is read as a hyper-parameter of that name
-    return f"the checkpoint's {CONFIG_FILE}" if key == CONFIG_FILE else f"hyper-parameter '{key}'"
+    return f"the checkpoint's {CONFIG_FILE}" if level.path == CONFIG_FILE else level.where()
 
 
 def _jsonable(value: Any) -> bool:
@@ -513,25 +521,36 @@ def _jsonable(value: Any) -> bool:
     return False
 
 
-def _recorded_fields(hparams: Mapping[str, Any], family: tasks.Family) -> list[tuple[str, str, Any, bool]]:
-    """(where, field, value, inside a whole config) for every config value the hyper-parameters record."""
+def recorded_fields(hparams: Mapping[str, Any], family: tasks.Family) -> list[tuple[str, str, Any, bool]]:
+    """(where, field, value, inside a whole config) for every config value the hyper-parameters record.
+
+    The fields of ``Family.compared`` of the whole config (see ``recorded_config``), then single
+    hyper-parameters named like ``Family.single_fields()`` at any other level (an ``args`` Namespace, a
+    LightningCLI argument's ``init_args``).
+    """
     found: list[tuple[str, str, Any, bool]] = []
-    whole = recorded_config(hparams)
+    whole = _whole_config(hparams)
     if whole is not None:
-        config, where = whole
-        found += [(where, f, config[f], True) for f in family.compared if f in config and _plain(config[f])]
-    levels: list[tuple[str, Mapping[Any, Any]]] = [("", hparams)]
-    for key, value in hparams.items():
-        nested = as_mapping(value) if not isinstance(value, (str, bytes)) else None
-        if nested is not None and (whole is None or whole[1] != _named(key)):
-            levels.append((f"{key}.", nested))
-    for prefix, level in levels:
-        if whole is not None and prefix == "" and whole[1] == "the hyper-parameters":
+        values = whole.values
+        found += [(_where(whole), f, values[f], True) for f in family.compared if f in values and _plain(values[f])]
+    for level in hparams_walk.levels(hparams):
+        if whole is not None and level.path == whole.path:
             continue
         for name in family.single_fields():
-            if name in level and _plain(level[name]):
-                found.append((f"hyper-parameter '{prefix}{name}'", name, level[name], False))
+            if name in level.values and _plain(level.values[name]):
+                path = f"{level.path}.{name}" if level.path else name
+                found.append((f"hyper-parameter '{path}'", name, level.values[name], False))
     return found
+
+
+def recorded_problem_type(hparams: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The ``problem_type`` the hyper-parameters record (shallowest first, at any level), and where."""
+    for level in hparams_walk.levels(hparams):
+        value = level.values.get("problem_type")
+        if isinstance(value, str) and value in PROBLEM_TYPES:
+            path = f"{level.path}.problem_type" if level.path else "problem_type"
+            return value, f"hyper-parameter '{path}'"
+    return None
 
 
 def _per_layer(value: Any, layers: int) -> list[int]:
@@ -568,8 +587,8 @@ def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
     """One line per config value the hyper-parameters record that the config disagrees with.
 
     Compares every field of the family's ``Family.compared`` of a whole config the hyper-parameters hold
-    (see ``recorded_config``), and single hyper-parameters named like ``Family.single_fields()`` at the top level
-    and one level down (an ``args`` Namespace, also as an inert placeholder). A single
+    (see ``recorded_config``), and single hyper-parameters named like ``Family.single_fields()`` at any
+    level (an ``args`` Namespace, also as an inert placeholder; see ``recorded_fields``). A single
     ``attention_window`` that is half the config's agrees: allenai's scripts record the one-sided
     window where transformers' config is two-sided.
 
@@ -582,13 +601,37 @@ def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
         base config``; empty when all agree.
     """
     lines = []
-    for where, name, value, whole in _recorded_fields(hparams, tasks.family_of_config(config)):
+    for where, name, value, whole in recorded_fields(hparams, tasks.family_of_config(config)):
         if not hasattr(config, name):
             continue
         if not _agrees(name, value, config, whole):
             have = getattr(config, name)
             lines.append(f"{name} is {_value(value)} in {where} but {_value(have)} in the base config")
     return lines
+
+
+def recorded_config_check(
+    hparams: Mapping[str, Any], config: Any, *, file: str = "config.json"
+) -> tuple[list[str], list[str]]:
+    """Compare a folder's config with every config value the hyper-parameters record (the check's stage).
+
+    Args:
+        hparams: the checkpoint's hyper-parameters.
+        config: the folder's config, as transformers loads its ``config.json``.
+        file: the file ``config`` was read from, for messages.
+
+    Returns:
+        The fields compared (``field (where)``), and one line per disagreement naming the file, the
+        field and both values.
+    """
+    compared, lines = [], []
+    for where, name, value, whole in recorded_fields(hparams, tasks.family_of_config(config)):
+        if not hasattr(config, name):
+            continue
+        compared.append(f"{name} ({where})")
+        if not _agrees(name, value, config, whole):
+            lines.append(f"{file}: {name} is {_value(getattr(config, name))} where {where} records {_value(value)}")
+    return compared, lines
 
 
 def _value(value: Any) -> str:

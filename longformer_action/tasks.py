@@ -261,6 +261,11 @@ def family_of_config(config: Any) -> Family:
     return family_of_model_type(model_type) or FAMILIES["longformer"]
 
 
+def family_of_config_class(qualname: str) -> Family | None:
+    """The family whose config class ``qualname`` names (``transformers.LEDConfig``), or ``None``."""
+    return next((f for f in FAMILIES.values() if qualname.rsplit(".", 1)[-1] == f.config_class), None)
+
+
 def config_value(config: Any, role: str) -> Any:
     """The value of ``role`` in ``config``, read through its family's ``Family.fields`` (see ``Family.value``)."""
     return family_of_config(config).value(config, role)
@@ -660,6 +665,9 @@ class Task:
         usual_global_attention: the convention ``--global-attention default`` means when the
             family's users put global attention where the class does not (LED: the first token);
             ``None``: the class's own.
+        legacy_keys: tied keys written anyway, alias to the key they are tied to, because older
+            transformers read the tied value through the alias (4.44-4.50 load ``lm_head.bias``
+            from ``lm_head.decoder.bias`` and leave it zero without it).
     """
 
     name: str
@@ -683,6 +691,7 @@ class Task:
     family: str = "longformer"
     usual_global_attention: str | None = None
     read_outputs: str = ""
+    legacy_keys: Mapping[str, str] = field(default_factory=dict)
 
     def model_class(self) -> Any:
         """The transformers class (imports transformers)."""
@@ -791,6 +800,7 @@ ENTRIES: tuple[Task, ...] = (
             "lm_head.decoder.weight": "longformer.embeddings.word_embeddings.weight",
             "lm_head.decoder.bias": "lm_head.bias",
         },
+        legacy_keys={"lm_head.decoder.bias": "lm_head.bias"},
         pipeline="fill-mask",
     ),
     Task(

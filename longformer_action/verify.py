@@ -62,6 +62,25 @@ class OutputDiff:
 
 
 @dataclass
+class NamedCheck:
+    """One of the check's stages beside the tensors and the outputs: what it proved, and about which files.
+
+    Attributes:
+        name: ``tokenizer``, ``generation settings`` or ``recorded config``.
+        files: the folder's files it reads.
+        passed: ``True`` or ``False``; ``None`` when there was nothing to compare (``detail`` says why).
+        detail: what was compared, for people.
+        failures: one line per difference, naming the file and the field.
+    """
+
+    name: str
+    files: list[str]
+    passed: bool | None
+    detail: str
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
 class CheckResult:
     """The outcome of the check; ``failures`` holds one human line per problem."""
 
@@ -76,6 +95,13 @@ class CheckResult:
     smoke: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    checks: list[NamedCheck] = field(default_factory=list)
+
+    def add(self, check: NamedCheck | None) -> None:
+        """Record a named stage; its failures become the check's."""
+        if check is not None:
+            self.checks.append(check)
+            self.failures.extend(check.failures)
 
     @property
     def max_abs_diff(self) -> float:
@@ -252,12 +278,133 @@ def make_inputs(task: Task, config: Any, tokenizer: Any = None, *, seed: int = 0
 
 
 def load_tokenizer(folder: Path) -> Any:
-    """The folder's tokenizer, or ``None`` when it has no tokenizer files."""
-    if not any((folder / n).is_file() for n in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
+    """The folder's tokenizer, or ``None`` when it has no tokenizer files (or they do not load: the
+    tokenizer stage says why)."""
+    from .tokenization import tokenizer_files
+
+    if not tokenizer_files(folder):
         return None
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(folder)
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception:  # the tokenizer stage reports it, naming the files
+        return None
+
+
+def tokenizer_check(folder: Path, base: Any, config: Any) -> NamedCheck:
+    """The folder's tokenizer, from ``tokenizer.json`` and from its legacy files alone, against the base's.
+
+    Both encode the check's sample texts (special tokens, ``<mask>``, a text pair, non-ASCII text, a
+    padded batch, a text longer than the positions, truncated); every id, mask and decoded text must be
+    the same. ``model_max_length`` must be the base's capped to the positions the model can use.
+    Without a base (``verify`` without ``--base-model``) only the cap is checked.
+
+    Raises:
+        BaseModelError: the base's tokenizer files do not load.
+    """
+    from transformers import AutoTokenizer
+
+    from .tokenization import (
+        check_max_length,
+        compare_encodings,
+        legacy_copy,
+        legacy_names,
+        load_base_tokenizer,
+        tokenizer_files,
+        usable_positions,
+    )
+
+    files = [p.name for p in tokenizer_files(folder)]
+    base_files = list(base.tokenizer_files) if base is not None else []
+    if not files:
+        if base_files:
+            names = ", ".join(p.name for p in base_files)
+            return NamedCheck("tokenizer", [], False, "", [f"the folder has no tokenizer, the base has one ({names})"])
+        why = "the folder has none" if base is None else "the base model has no tokenizer files"
+        return NamedCheck("tokenizer", [], None, f"no tokenizer: {why}")
+    try:
+        mine = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:  # a folder whose tokenizer does not load fails the check
+        return NamedCheck("tokenizer", files, False, "", [f"{', '.join(files)}: do not load ({_first_line(exc)})"])
+    positions = usable_positions(config)
+    source = "tokenizer.json" if "tokenizer.json" in files else ", ".join(files)
+    if not base_files:
+        failures = check_max_length(mine, mine.model_max_length, positions)
+        return NamedCheck(
+            "tokenizer", files, not failures, "loads; not compared with a base model's (no --base-model)", failures
+        )
+    theirs = load_base_tokenizer(base.folder, base_files, config)
+    count, failures = compare_encodings(mine, theirs, positions, source=source)
+    failures += check_max_length(mine, theirs.model_max_length, positions)
+    legacy = legacy_names(folder)
+    with legacy_copy(folder) as copy:
+        if copy is not None:
+            try:
+                old = AutoTokenizer.from_pretrained(copy)
+            except Exception as exc:  # legacy files that do not load fail the check
+                failures.append(f"{', '.join(legacy)}: do not load without tokenizer.json ({_first_line(exc)})")
+            else:
+                failures += compare_encodings(old, theirs, positions, source=", ".join(legacy))[1]
+    detail = (
+        f"{count} encodings equal to the base's ({type(theirs).__name__}) from {source}"
+        + (f" and from {', '.join(legacy)} alone" if legacy else "")
+        + f"; model_max_length {mine.model_max_length} ({positions} positions)"
+    )
+    return NamedCheck("tokenizer", files, not failures, detail, failures)
+
+
+def generation_check(model: Any, base: Any) -> NamedCheck | None:
+    """The generation settings the folder's model loaded, field by field against the base's effective ones.
+
+    ``None`` for a class that does not generate. Without a base only ``_from_model_config`` is checked.
+    """
+    from .convert import base_generation
+    from .generation import GENERATION_CONFIG_NAME, compare_settings, non_default
+
+    if not model.can_generate():
+        return None
+    if base is None:
+        failures = compare_settings(model.generation_config, model.generation_config)
+        return NamedCheck(
+            "generation settings",
+            [GENERATION_CONFIG_NAME],
+            not failures,
+            "not compared with a base model's (no --base-model)",
+            failures,
+        )
+    theirs = base_generation(base)
+    failures = compare_settings(model.generation_config, theirs)
+    shown = ", ".join(f"{k} {v!r}" for k, v in non_default(theirs).items())
+    return NamedCheck(
+        "generation settings",
+        [GENERATION_CONFIG_NAME],
+        not failures,
+        f"every field equal to the base's effective settings ({shown or 'the defaults'})",
+        failures,
+    )
+
+
+def recorded_config_check(folder: Path, ckpt: Checkpoint, task: Task) -> NamedCheck:
+    """The folder's ``config.json`` against every config value the checkpoint's hyper-parameters record."""
+    from .selection import recorded_config_check as compare
+    from .selection import recorded_problem_type
+
+    try:
+        config = tasks.FAMILIES[task.family].config_cls().from_pretrained(folder)
+    except Exception as exc:  # a config.json transformers cannot read fails the check
+        return NamedCheck("recorded config", ["config.json"], False, "", [f"config.json: {_first_line(exc)}"])
+    compared, failures = compare(ckpt.hparams, config)
+    recorded = recorded_problem_type(ckpt.hparams) if task.problem_type else None
+    if recorded is not None:
+        compared.append(f"problem_type ({recorded[1]})")
+        if config.problem_type != recorded[0]:
+            failures.append(
+                f"config.json: problem_type is {config.problem_type!r} where {recorded[1]} records {recorded[0]!r}"
+            )
+    if not compared:
+        return NamedCheck("recorded config", ["config.json"], None, "the hyper-parameters record no config field")
+    return NamedCheck("recorded config", ["config.json"], not failures, "; ".join(compared), failures)
 
 
 def encoder_outputs(
@@ -546,6 +693,7 @@ def run_check(
     lightning_module: str | None = None,
     global_attention: str = "default",
     reference: Callable[[Mapping[str, Any], Any], dict[str, Any]] | None = None,
+    base: Any = None,
 ) -> CheckResult:
     """Check a folder against the checkpoint it was converted from.
 
@@ -564,13 +712,20 @@ def run_check(
         reference: ``run(inputs, global_mask)`` giving the task's outputs, used as the reference
             instead of the checkpoint's encoder and head (the unmerged adapter model of a LoRA
             checkpoint); its ``description`` attribute names it in the report.
+        base: the base model (``base_model.BaseModel``) the folder's tokenizer and generation
+            settings are compared with; ``None``: only what the folder holds is checked.
+
+    Besides the tensors and the outputs, named stages (``CheckResult.checks``) prove the tokenizer
+    (``tokenizer_check``), the generation settings (``generation_check``, for classes that generate)
+    and ``config.json`` against the config the hyper-parameters record (``recorded_config_check``).
 
     Returns:
         The ``CheckResult``; ``passed`` is false when anything differs, or when the folder does not
         load or run (each cause is one line of ``failures``).
 
     Raises:
-        ConversionError: the reference itself cannot run with ``config``.
+        ConversionError: the reference itself cannot run with ``config``, or the base's tokenizer
+            files do not load.
     """
     import torch
 
@@ -589,6 +744,8 @@ def run_check(
         result.tensors_compared += count
         result.tensor_failures += failures
     result.failures.extend(result.tensor_failures)
+    result.add(tokenizer_check(folder, base, config))
+    result.add(recorded_config_check(folder, ckpt, task))
 
     tokenizer = load_tokenizer(folder)
     inputs = make_inputs(task, config, tokenizer)
@@ -632,6 +789,7 @@ def run_check(
         shown = [k for k in keys if k not in allowed]
         if shown:
             result.failures.append(f"from_pretrained reports {kind.replace('_', ' ')}: {', '.join(shown[:5])}")
+    result.add(generation_check(model, base))
     try:
         with torch.inference_mode():
             candidate = model(**inputs, **({"global_attention_mask": global_mask} if explicit else {}))

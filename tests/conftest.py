@@ -90,6 +90,52 @@ def crf_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     )
 
 
+#: The Longformer tasks, and the LED's (converted as ``text2text-generation`` or ``feature-extraction``).
+LONGFORMER_TASKS = (
+    "question-answering",
+    "text-classification",
+    "token-classification",
+    "multiple-choice",
+    "fill-mask",
+    "feature-extraction",
+)
+
+
+@pytest.fixture(scope="session")
+def led_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LED base folder: config.json, generation_config.json and tokenizer files, no weights."""
+    return demo.make_base_model(tmp_path_factory.mktemp("led-base") / "tiny-led", family="led")
+
+
+@pytest.fixture(scope="session")
+def task_checkpoints(base_model: Path, led_base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """task -> (checkpoint, the trained module): one Trainer run per task, each module wrapping the task's
+    transformers class (``text2text-generation``: an LED on ``led_base_model``)."""
+    folder = tmp_path_factory.mktemp("task-ckpt")
+    made = {}
+    for task in (*LONGFORMER_TASKS, "text2text-generation"):
+        base = led_base_model if task == "text2text-generation" else base_model
+        module = demo.make_module(base, task=task, layout="wrapped", labels=None)
+        path = demo.fit_and_save(module, demo.batches(base, 2, task=task), folder / f"{task}.ckpt")
+        made[task] = (path, module.eval())
+    return made
+
+
+@pytest.fixture(scope="session")
+def lightning_cli_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A multi-label classifier built by a real ``LightningCLI`` and trained by a real Trainer: its
+    hyper-parameters hold the config as ``class_path``/``init_args`` with ``attention_window`` [8, 8],
+    the labels and ``problem_type`` (see ``tests/lightning_cli.py``)."""
+    import json
+
+    from . import lightning_cli
+
+    config = json.loads((base_model / "config.json").read_text())
+    module = lightning_cli.make_module(config, [8, 8])
+    batches = demo.batches(base_model, 2, task="text-classification")
+    return demo.fit_and_save(module, batches, tmp_path_factory.mktemp("cli-ckpt") / "multilabel.ckpt")
+
+
 @pytest.fixture()
 def cli(tmp_path: Path):
     """Invoke the CLI in-process; returns click's Result (stdout and stderr kept apart)."""

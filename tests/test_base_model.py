@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import pytest
 
 from longformer_action import demo
-from longformer_action.base_model import TOKENIZER_FILES, BaseModel, resolve_base_model
+from longformer_action.base_model import BaseModel, resolve_base_model
 from longformer_action.errors import BaseModelError
+from longformer_action.tokenization import tokenizer_files
 
 from .fake_hub import FakeHub, LfsFile, commit_id, point_client_at
 
@@ -64,7 +65,7 @@ def resolve_error(spec: str, **kwargs: Any) -> str:
 
 
 def served_tokenizer_files(folder: Path) -> list[str]:
-    return [name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    return [p.name for p in tokenizer_files(folder)]
 
 
 @pytest.fixture()
@@ -378,8 +379,10 @@ def test_convert_with_a_hub_base_model(
 
     assert result.exit_code == 0, result.output + result.stderr
     served = served_tokenizer_files(base_model)
-    for name in served:
-        assert (out / name).read_bytes() == hub.repos[REPO].files[name]
+    # the folder's tokenizer is the served one as transformers loads it, proven by the check's tokenizer stage
+    check = json.loads((out / "conversion-report.json").read_text())["check"]
+    stage = next(c for c in check["checks"] if c["name"] == "tokenizer")
+    assert stage["passed"] is True and set(served) <= set(stage["files"])
     assert hub.requested_files(REPO) == {"config.json", *served}
     assert_no_weights_requested(hub)
     main = commit_id(REPO, "main")
@@ -390,3 +393,24 @@ def test_convert_with_a_hub_base_model(
     assert written["spec"] == REPO
     assert written["commit"] == commit_id(REPO, "main")
     assert written["tokenizer_files"] == served
+
+
+@pytest.mark.parametrize(
+    ("name", "vocabulary"),
+    [("longformer-chinese-bert-vocab", "vocab.txt"), ("xlm-roberta-longformer-base-4096", "sentencepiece.bpe.model")],
+)
+def test_hub_id_fetches_any_tokenizer_file(hub_home, base_model: Path, tmp_path: Path, name: str, vocabulary: str):
+    # WordPiece's vocab.txt and sentencepiece's model are tokenizer files as much as tokenizer.json is
+    from .public_models import BY_NAME, make_public_base
+
+    tiny = json.loads((base_model / "config.json").read_text())
+    folder = make_public_base(BY_NAME[name], tmp_path / name, tiny, tokenizer=True)
+    fake = FakeHub()
+    fake.add_repo(f"org/{name}", folder, lfs=WEIGHTS)
+    with fake.running():
+        hub_home(fake.url)
+        base = resolve(f"org/{name}")
+    served = {p.name for p in tokenizer_files(folder)}
+    assert vocabulary in served and {p.name for p in base.tokenizer_files} == served
+    assert fake.requested_files(f"org/{name}") == {"config.json", *served}
+    assert_no_weights_requested(fake)

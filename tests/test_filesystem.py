@@ -138,6 +138,31 @@ def _inject(monkeypatch, name: str, code: int) -> None:
 
     monkeypatch.setattr(builtins, "open", failing)
     monkeypatch.setattr(io, "open", failing)
+    if name == "tokenizer.json":
+        _inject_rust_save(monkeypatch, code)
+
+
+class _FailingRustTokenizer:
+    """The Rust tokenizer, whose ``save`` fails as the tokenizers library fails: a plain ``Exception``
+    worded ``... (os error N)`` (Python's ``open`` is not on that path)."""
+
+    def __init__(self, inner, code: int) -> None:
+        self._inner, self._code = inner, code
+
+    def save(self, path, *args, **kwargs):
+        raise Exception(f"{os.strerror(self._code)} (os error {self._code})")
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def _inject_rust_save(monkeypatch, code: int) -> None:
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    real = TokenizersBackend.backend_tokenizer
+    monkeypatch.setattr(
+        TokenizersBackend, "backend_tokenizer", property(lambda self: _FailingRustTokenizer(real.fget(self), code))
+    )
 
 
 @pytest.mark.parametrize(
@@ -175,10 +200,12 @@ def test_a_tokenizer_file_that_cannot_be_read_is_named_as_the_source(
         return real(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", failing)
+    monkeypatch.setattr(io, "open", failing)
     out = tmp_path / "model"
     result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model)
     line = one_error_line(result)
-    assert f"cannot read {source} while writing" in line and f"Make {source} readable" in line
+    assert f"cannot read tokenizer file {source}: permission denied" in line, line
+    assert f"Make it readable (chmod a+r {source})" in line
     assert not out.exists()
 
 

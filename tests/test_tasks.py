@@ -47,11 +47,17 @@ def run(*args: Any):
 
 
 @pytest.fixture(scope="module")
-def trained(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[Path, Any]]:
-    """(task, layout) -> (checkpoint, the trained module), each trained once with a real Trainer."""
+def trained(
+    base_model: Path, task_checkpoints, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str], tuple[Path, Any]]:
+    """(task, layout) -> (checkpoint, the trained module), each trained once with a real Trainer (the
+    wrapped layout's are the session's)."""
     folder = tmp_path_factory.mktemp("tasks")
     made = {}
     for task, layout in PAIRS:
+        if layout == "wrapped":
+            made[(task, layout)] = task_checkpoints[task]
+            continue
         module = demo.make_module(base_model, task=task, layout=layout, labels=None)
         path = demo.fit_and_save(module, demo.batches(base_model, 2, task=task), folder / f"{task}-{layout}.ckpt")
         made[(task, layout)] = (path, module.eval())
