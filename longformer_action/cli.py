@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .cancel import run_cancellable
 from .choices import DEFAULT_BASE_MODEL, DTYPES, GLOBAL_ATTENTION, PROBLEM_TYPES, TASKS
 from .errors import CheckFailed, ConversionError
 
@@ -249,6 +250,10 @@ _adapter_option = click.option(
 def convert(checkpoint: Path, output: Path, **options: Any) -> None:
     """Convert a checkpoint into a checked Hugging Face folder."""
     _needs_trust(options)
+    run_cancellable(lambda: _convert(checkpoint, output, **options))
+
+
+def _convert(checkpoint: Path, output: Path, **options: Any) -> None:
     from .pipeline import ConvertOptions
     from .pipeline import convert as run
 
@@ -292,6 +297,10 @@ def convert(checkpoint: Path, output: Path, **options: Any) -> None:
 def verify(model_dir: Path, checkpoint: Path, **options: Any) -> None:
     """Check an existing folder against the checkpoint it was converted from."""
     _needs_trust(options)
+    run_cancellable(lambda: _verify(model_dir, checkpoint, **options))
+
+
+def _verify(model_dir: Path, checkpoint: Path, **options: Any) -> None:
     from .pipeline import verify as run
 
     def outputs(report: dict[str, Any]) -> dict[str, str]:
@@ -378,6 +387,10 @@ def demo(output: Path | None, task: str) -> None:
 
     The sample is a question for question answering, a text for the classifiers, a masked text for
     fill-mask, a question and three choices for multiple choice, a source text for LED's generate()."""
+    run_cancellable(lambda: _demo(output, task))
+
+
+def _demo(output: Path | None, task: str) -> None:
     from . import demo as tiny
     from . import tasks
     from .pipeline import ConvertOptions

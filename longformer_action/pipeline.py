@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import adapters, selection, tasks
+from . import adapters, cancel, selection, tasks
 from .base_model import BaseModel, resolve_base_model
 from .checkpoint import Checkpoint, file_sha256, read_checkpoint
 from .choices import DEFAULT_BASE_MODEL
@@ -25,8 +25,8 @@ from .convert import (
     file_info,
     load_config,
     mapped_tensors,
+    planned_bytes,
     resolve_labels,
-    staged_output,
     tie_weights,
     write_checksums,
     write_custom_head,
@@ -36,6 +36,7 @@ from .errors import CheckFailed, ConversionError, MappingError
 from .mapping import KeyMapping, base_family, check_mapping, head_readings, plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
+from .staging import staged_output
 from .verify import run_check, saved_dtype
 
 
@@ -175,7 +176,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
     """
     state: dict[str, Any] = {"dtype_requested": options.dtype, "timings": progress.timings}
     with (
-        staged_output(output, overwrite=options.overwrite) as staged,
+        staged_output(output, overwrite=options.overwrite, log=progress.line) as staged,
         _report_on_failure(state, options.report, "convert"),
     ):
         state["ckpt"] = ckpt = _read(checkpoint, options.trust_checkpoint, progress)
@@ -201,6 +202,8 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             reference = state.pop("reference", None)
         with progress.stage("save", "Save the folder") as stage:
             tensors = mapped_tensors(ckpt, mapping)
+            head = {key: ckpt.state_dict[key] for key in mapping.custom_head}
+            staged.ensure_space(planned_bytes(tensors, options.dtype, custom_head=head, base=base))
             total = sum(t.numel() * t.element_size() for t in tensors.values())
             files = write_model(
                 staged.path,
@@ -236,12 +239,13 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
                 if options.report is not None:
                     write_json(options.report, report)
                 raise _check_failed(check, f"nothing was written to {output}", report)
-        report = build_report(command="convert", **state)
-        (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
-        report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
-        write_json(staged.path / REPORT_NAME, report)
-        write_checksums(staged.path)
-        staged.publish()
+        with cancel.stage("publish"):
+            report = build_report(command="convert", **state)
+            (staged.path / CARD_NAME).write_text(model_card(report), encoding="utf-8")
+            report = build_report(command="convert", **{**state, "files": _listing(staged.path, files)})
+            write_json(staged.path / REPORT_NAME, report)
+            write_checksums(staged.path)
+            staged.publish()
     if options.report is not None:
         write_json(options.report, report)
     progress.line(f"done: {output} ({sum(progress.timings.values()):.1f} s)")
