@@ -176,7 +176,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
     """
     state: dict[str, Any] = {"dtype_requested": options.dtype, "timings": progress.timings}
     with (
-        staged_output(output, overwrite=options.overwrite, log=progress.line) as staged,
+        staged_output(output, overwrite=options.overwrite, log=progress.line, warn=progress.warning) as staged,
         _report_on_failure(state, options.report, "convert"),
     ):
         state["ckpt"] = ckpt = _read(checkpoint, options.trust_checkpoint, progress)

@@ -321,7 +321,12 @@ def check_output(output: Path, *, overwrite: bool) -> Claim:
         raise OutputError(f"output {output} exists and is a file", "pass a folder path as --output")
     if not output.exists():
         return Claim(output)
-    entries = _entries(output)
+    try:
+        entries = _entries(output)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot read output folder {output} ({exc.strerror or exc})", "choose another --output"
+        ) from None
     if entries and not overwrite:
         raise OutputError(
             f"output folder {output} exists and is not empty",
@@ -368,6 +373,7 @@ class StagedOutput:
         self.path = root / MODEL_DIR
         self.published = False
         self._owner_fd: int | None = owner_fd
+        self._keep = False  # set only when a folder that was at output is stuck inside the staging folder
 
     def ensure_space(
         self, parts: Mapping[str, int], *, statvfs: Callable[[str], os.statvfs_result] | None = None
@@ -450,8 +456,29 @@ class StagedOutput:
         # self.path now holds what was at output, and output the new folder
         different = self.claim.differences(self.path)
         if different:
-            _renameat2(self.path, self.output, RENAME_EXCHANGE)  # swap back: theirs to output, ours to staging
+            try:
+                _renameat2(self.path, self.output, RENAME_EXCHANGE)  # swap back: theirs to output, ours to staging
+            except OSError:
+                self._keep_aside(self.path, different)
             raise self._changed(different)
+
+    def _keep_aside(self, theirs: Path, different: str) -> None:
+        # What was at output could not be put back: keep it under a name outside the staging folder
+        # (which is removed, and which a later run removes as stale), and say where.
+        aside = self.output.parent / f"{PREFIX}{secrets.token_hex(8)}.replaced"
+        if theirs.parent != self.output.parent:
+            try:
+                os.rename(theirs, aside)
+            except OSError:
+                aside = theirs
+                self._keep = True
+        else:
+            aside = theirs
+        raise OutputError(
+            f"{self.output} changed during the run ({different}), and what was there could not be put back: it is "
+            f"kept at {aside}",
+            f"look at {self.output} and {aside}, keep what you need, then run again",
+        )
 
     def _publish_replacing_portably(self) -> None:
         # Moved aside under a name outside the staging folder: should the way back fail, the folder
@@ -473,16 +500,13 @@ class StagedOutput:
         try:
             os.rename(aside, self.output)
         except OSError:
-            raise OutputError(
-                f"{self.output} changed during the run ({different}), and the folder that was there could not be "
-                f"put back: it is kept at {aside}",
-                f"look at {self.output} and {aside}, keep what you need, then run again",
-            ) from None
+            self._keep_aside(aside, different)
         raise self._changed(different)
 
     def discard(self) -> None:
         """Remove the staging folder (after a publish, what is left in it: the record, and a replaced folder)."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not self._keep:
+            shutil.rmtree(self.root, ignore_errors=True)
         if self._owner_fd is not None:
             os.close(self._owner_fd)
             self._owner_fd = None
@@ -544,6 +568,12 @@ def remove_stale(output: Path, log: Callable[[str], None]) -> list[Path]:
                 continue
             size = sum(p.lstat().st_size for p in folder.rglob("*"))
             shutil.rmtree(folder, ignore_errors=True)
+            if folder.exists():
+                log(
+                    f"output: could not remove {folder.name}, the staging folder of a run that ended without cleaning "
+                    f"up ({owner.describe()}): remove it by hand"
+                )
+                continue
             removed.append(folder)
             log(
                 f"output: removed {folder.name} ({human_bytes(size)}), the staging folder of a run that ended without "
@@ -555,8 +585,17 @@ def remove_stale(output: Path, log: Callable[[str], None]) -> list[Path]:
 
 
 @contextmanager
-def staged_output(output: Path, *, overwrite: bool, log: Callable[[str], None] | None = None) -> Iterator[StagedOutput]:
+def staged_output(
+    output: Path,
+    *,
+    overwrite: bool,
+    log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Iterator[StagedOutput]:
     """Lock ``output``, check it, and yield a staging folder beside it; whatever happens, clean up.
+
+    ``log`` receives a line per stale staging folder removed or left alone; ``warn`` a line when the
+    file system cannot lock.
 
     On leaving, the staging folder is removed (after a ``publish()``, what is left of it), the lock
     released, and parent folders made for it removed unless the output is there.
@@ -567,6 +606,7 @@ def staged_output(output: Path, *, overwrite: bool, log: Callable[[str], None] |
     """
     output = output.absolute()
     log = log or (lambda line: None)
+    warn = warn or log
     created: list[Path] = []
     parent = output.parent
     while not parent.exists():
@@ -587,7 +627,7 @@ def staged_output(output: Path, *, overwrite: bool, log: Callable[[str], None] |
                     "choose an --output in a writable folder",
                 ) from None
         if not lock.locked:
-            log(f"output: {output.parent} cannot be locked (flock): runs to the same output are not detected")
+            warn(f"output: {output.parent} cannot be locked (flock): runs to the same output are not detected")
         claim = check_output(output, overwrite=overwrite)
         remove_stale(output, log)
         with cancel.deferred():

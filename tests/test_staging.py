@@ -166,6 +166,7 @@ def test_where_locks_are_not_supported_the_run_says_so(cli, checkpoints, base_mo
     monkeypatch.setattr(staging, "_try_flock", lambda fd: None)
     result = _convert(cli, checkpoints["plain"], work / "model", base_model)
     assert result.exit_code == 0, result.stderr
+    assert "Warning: output: " in result.stderr
     assert "cannot be locked (flock): runs to the same output are not detected" in result.stderr
     assert _left(work) == ["model"]
 
@@ -283,6 +284,46 @@ def _unsupported(*args) -> None:
     raise staging._Unsupported
 
 
+def test_a_swap_that_cannot_be_undone_keeps_what_was_there(cli, checkpoints, base_model, work, at_stage, monkeypatch):
+    out = work / "model"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    at_stage("check", lambda: _replace_folder(out, work / "moved"))
+    real, calls = staging._renameat2, []
+
+    def second_exchange_fails(source, target, flags):
+        calls.append(flags)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real(source, target, flags)
+
+    monkeypatch.setattr(staging, "_renameat2", second_exchange_fails)
+    result = _convert(cli, checkpoints["plain"], out, base_model, "--overwrite")
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    (kept,) = [p for p in work.iterdir() if p.name.endswith(".replaced")]
+    assert f"and what was there could not be put back: it is kept at {kept}" in line
+    assert _left(kept) == ["theirs.txt"], "the folder swapped in during the run is kept, not removed"
+    assert _left(work) == sorted(["model", "moved", kept.name])
+
+
+def test_an_unreadable_output_folder_is_one_error(cli, checkpoints, base_model, work, monkeypatch):
+    out = work / "model"
+    out.mkdir()
+    real = staging._entries
+
+    def entries(folder):
+        if Path(folder) == out:
+            raise PermissionError(13, "Permission denied")
+        return real(folder)
+
+    monkeypatch.setattr(staging, "_entries", entries)
+    result = _convert(cli, checkpoints["plain"], out, base_model)
+    assert result.exit_code == 1
+    assert f"cannot read output folder {out} (Permission denied)" in one_error_line(result)
+    assert _left(work) == ["model"]
+
+
 # --- stale staging folders ------------------------------------------------------------------------------
 
 
@@ -341,6 +382,18 @@ def test_where_locks_fail_a_dead_or_reused_pid_marks_a_staging_folder_stale(tmp_
     assert owners["alive"].process_alive() is True
     assert owners["reused"].process_alive() is False and owners["gone"].process_alive() is False
     assert owners["elsewhere"].process_alive() is None
+
+
+def test_a_stale_folder_that_cannot_be_removed_is_not_reported_removed(tmp_path, monkeypatch):
+    out = tmp_path / "model"
+    folder = tmp_path / f"{staging.PREFIX}{os.urandom(8).hex()}{staging.STAGING_SUFFIX}"
+    folder.mkdir()
+    (folder / staging.OWNER_NAME).write_text(staging.Owner.current(out).to_json())  # nobody holds its lock
+    monkeypatch.setattr(staging.shutil, "rmtree", lambda *args, **kwargs: None)
+    lines: list[str] = []
+    assert staging.remove_stale(out, lines.append) == []
+    assert len(lines) == 1 and lines[0].startswith(f"output: could not remove {folder.name}, ")
+    assert lines[0].endswith("remove it by hand")
 
 
 def test_process_start_ticks_tell_processes_apart():
