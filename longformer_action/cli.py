@@ -186,7 +186,13 @@ _adapter_option = click.option(
 
 @main.command()
 @_checkpoint_option
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Folder to create (all or nothing).")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to create, all or nothing: it appears only when converted and checked, one run at a time, and "
+    "nothing that appears there meanwhile is replaced.",
+)
 @click.option(
     "--base-model",
     default=DEFAULT_BASE_MODEL,

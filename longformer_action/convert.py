@@ -290,8 +290,9 @@ def planned_bytes(
         base: the base model, whose tokenizer files (and generation config) are copied.
 
     Returns:
-        Bytes for ``weights``, the ``custom head``, the ``files copied from the base model`` and
-        ``config, card and report`` (a fixed allowance, ``SMALL_FILES_BYTES``).
+        Bytes by part, keyed by what follows a size in a sentence ("1.2 GB of weights"): the weights,
+        the custom head, the files copied from the base model, and a fixed allowance for the config,
+        card and report (``SMALL_FILES_BYTES``).
     """
     copied = 0
     for source in [*base.tokenizer_files, *base.extra_files]:
