@@ -7,6 +7,7 @@ pause (``cancel.pause_point``), in a real process once and in-process for the va
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -172,6 +173,36 @@ def test_where_locks_are_not_supported_the_run_says_so(cli, checkpoints, base_mo
 
 
 # --- nothing at --output that the run did not check is replaced ---------------------------------------
+
+
+def test_without_locks_a_run_that_loses_at_publish_fails_cleanly(
+    cli, checkpoints, base_model, work, at_stage, monkeypatch
+):
+    # where the file system cannot lock, two runs get past the start; the one that publishes second loses
+    from longformer_action.pipeline import ConvertOptions, convert
+    from longformer_action.progress import Progress
+
+    monkeypatch.setattr(staging, "_try_flock", lambda fd: None)
+    out = work / "model"
+
+    other_log: list[io.StringIO] = []
+
+    def the_other_run_publishes_first() -> None:
+        if not other_log:  # once: the other run reaches this stage too
+            other_log.append(io.StringIO())
+            options = ConvertOptions(base_model=str(base_model))
+            convert(checkpoints["wrapped-lightning"], out, options, Progress(other_log[0]))
+
+    at_stage("publish", the_other_run_publishes_first)
+    result = _convert(cli, checkpoints["plain"], out, base_model)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert f"Error: {out} changed during the run (a folder holding README.md, SHA256SUMS, config.json and " in line
+    assert "nothing was there when the run checked it, so nothing was replaced" in line
+    assert "done:" not in result.stderr and f"done: {out}" in other_log[0].getvalue()
+    report = json.loads((out / "conversion-report.json").read_text())
+    assert Path(report["source"]["path"]).name == Path(checkpoints["wrapped-lightning"]).name, "the winner's folder"
+    assert _left(work) == ["model"]
 
 
 def test_a_file_created_in_output_during_a_run_is_kept(runs, checkpoints, base_model, work):
