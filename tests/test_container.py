@@ -362,3 +362,74 @@ def test_a_cancelled_container_step_stops_within_seconds_and_leaves_a_clean_work
     assert sorted(p.name for p in step.workspace.iterdir()) == ["base", "checkpoints"]
     assert "## Longformer conversion cancelled" in step.summary.read_text()
     assert step.not_owned() == []
+
+
+def test_the_actions_convert_step_passes_the_runners_sigint_into_the_container(
+    engine, image, checkpoints, base_model, tmp_path
+):
+    # GitHub's runner cancels a step by signalling the step's shell alone: SIGINT, SIGTERM 7.5 s later,
+    # then SIGKILL. This runs action.yml's own script in that shell and sends it SIGINT.
+    import yaml
+
+    from longformer_action.cancel import PAUSE_ENV
+
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    script = tmp_path / "convert-step.sh"
+    script.write_text(next(s for s in action["runs"]["steps"] if s.get("id") == "convert")["run"])
+    tools = tmp_path / "bin"  # `docker` is podman here
+    tools.mkdir()
+    (tools / "docker").write_text(f'#!/bin/sh\nexec {engine} "$@"\n')
+    (tools / "docker").chmod(0o755)
+    step = ContainerStep(engine, image, tmp_path / "runner")
+    _stage(step, checkpoints["wrapped-pytorch_lightning"], base_model)
+    pause = step.temp / "pause"
+    environment = {
+        **os.environ,
+        "PATH": f"{tools}:{os.environ['PATH']}",
+        "IMAGE": image,
+        "CHECKPOINT": f"{CONTAINER_WORKSPACE}/checkpoints/best.ckpt",
+        "OUTPUT": f"{CONTAINER_WORKSPACE}/model",
+        "BASE_MODEL": f"{CONTAINER_WORKSPACE}/base",
+        **dict.fromkeys(("REVISION", "LABELS", "DROP", "ATOL", "HF_TOKEN"), ""),
+        "TASK": "auto",
+        "GLOBAL_ATTENTION": "default",
+        "DTYPE": "keep",
+        "CHECK": "true",
+        "GITHUB_WORKSPACE": str(step.workspace),
+        "RUNNER_TEMP": str(step.temp),
+        "GITHUB_OUTPUT": str(step.output),
+        "GITHUB_STEP_SUMMARY": str(step.summary),
+        PAUSE_ENV: "check:/github/runner_temp/pause",
+    }
+
+    def as_the_runner_starts_it() -> None:  # default dispositions, whatever this test process inherited
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+
+    shell = subprocess.Popen(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_the_runner_starts_it,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not list(pause.glob("paused-*")):
+            assert shell.poll() is None, shell.communicate()[1][-4000:]
+            assert time.monotonic() < deadline, "the container did not reach the check"
+            time.sleep(0.1)
+        start = time.monotonic()
+        shell.send_signal(signal.SIGINT)
+        _, err = shell.communicate(timeout=60)
+        seconds = time.monotonic() - start
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            (pause / "resume").touch()  # a container the signal did not reach runs to its end instead of lingering
+    assert seconds < 7.5, f"the step ended {seconds:.1f} s after SIGINT: the runner would have moved on to SIGTERM"
+    assert shell.returncode == 143, err[-4000:]  # forwarded as SIGTERM
+    assert "cancelled by SIGTERM during the check stage; the staging folder was removed" in err
+    assert sorted(p.name for p in step.workspace.iterdir()) == ["base", "checkpoints"]
+    assert "## Longformer conversion cancelled" in step.summary.read_text()
