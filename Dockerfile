@@ -24,6 +24,14 @@ ENV VIRTUAL_ENV=/opt/venv \
     HF_HUB_DISABLE_TELEMETRY=1 \
     HF_HUB_DISABLE_PROGRESS_BARS=1
 
+# tini runs as PID 1 and passes SIGTERM, SIGINT and SIGHUP on to the command, which removes its
+# staging folder and exits (a PID 1 with no handler for SIGTERM is not even ended by it); it also
+# reaps any zombie. The Debian package of the base image's release, whose updates it follows.
+# hadolint ignore=DL3008 # unpinned: tini's version is the one of the base image's Debian release
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+
 # The virtual environment, then torch alone and without a hash: its CPU build is a different file
 # (and hash) on PyTorch's CPU index, on PyPI (where the same version is a CUDA build of several GB)
 # and in a local wheel folder, so it cannot sit in the hashed lock. The exact pin keeps it in step
@@ -44,5 +52,5 @@ RUN /opt/venv/bin/pip install --no-deps --no-build-isolation /tmp/src \
     && rm -rf /tmp/src
 
 # No USER and no WORKDIR: the runner starts container steps as root in /github/workspace, and the
-# command hands the files it writes back to the workspace's owner.
-ENTRYPOINT ["/opt/venv/bin/longformer-convert"]
+# command hands the files it writes back to the workspace's owner. tini (above) is PID 1.
+ENTRYPOINT ["/usr/bin/tini", "--", "/opt/venv/bin/longformer-convert"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from .cancel import run_cancellable
 from .choices import DEFAULT_BASE_MODEL, DTYPES, GLOBAL_ATTENTION, PROBLEM_TYPES, TASKS
 from .errors import CheckFailed, ConversionError, UnexpectedError
 
@@ -224,7 +225,13 @@ _adapter_option = click.option(
 
 @main.command()
 @_checkpoint_option
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Folder to create (all or nothing).")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to create, all or nothing: it appears only when converted and checked, one run at a time, and "
+    "nothing that appears there meanwhile is replaced.",
+)
 @click.option(
     "--base-model",
     default=DEFAULT_BASE_MODEL,
@@ -291,6 +298,10 @@ _adapter_option = click.option(
 def convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None:
     """Convert a checkpoint into a checked Hugging Face folder."""
     _needs_trust(options)
+    run_cancellable(lambda: _convert(checkpoint, output, debug, **options))
+
+
+def _convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None:
     from .pipeline import ConvertOptions
     from .pipeline import convert as run
 
@@ -342,6 +353,10 @@ def convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None
 def verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> None:
     """Check an existing folder against the checkpoint it was converted from."""
     _needs_trust(options)
+    run_cancellable(lambda: _verify(model_dir, checkpoint, debug, **options))
+
+
+def _verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> None:
     from .pipeline import verify as run
 
     def outputs(report: dict[str, Any]) -> dict[str, str]:
@@ -435,6 +450,10 @@ def demo(output: Path | None, task: str, debug: bool) -> None:
 
     The sample is a question for question answering, a text for the classifiers, a masked text for
     fill-mask, a question and three choices for multiple choice, a source text for LED's generate()."""
+    run_cancellable(lambda: _demo(output, task, debug))
+
+
+def _demo(output: Path | None, task: str, debug: bool) -> None:
     from . import demo as tiny
     from . import tasks
     from .pipeline import ConvertOptions

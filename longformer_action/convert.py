@@ -7,15 +7,12 @@ memory-mapped checkpoint to disk one at a time, cast on the way when ``--dtype``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
-import shutil
 import struct
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -313,6 +310,39 @@ def cast(tensor: Any, dtype: str) -> Any:
     return tensor.to(target_dtype(tensor.dtype, dtype))
 
 
+#: Room kept for the files written after the weights (config, model card, report, SHA256SUMS) and
+#: the safetensors headers: a report lists every key, a few hundred kB for the largest models.
+SMALL_FILES_BYTES = 2**20
+
+
+def planned_bytes(
+    tensors: Mapping[str, Any], dtype: str, *, custom_head: Mapping[str, Any] | None = None, base: BaseModel
+) -> dict[str, int]:
+    """What the folder will take on disk, by part, known before anything is written.
+
+    Args:
+        tensors: target key to source tensor (see ``mapped_tensors``); each is saved in ``target_dtype``.
+        dtype: ``keep`` or a torch floating dtype name (``--dtype``).
+        custom_head: tensors kept as they are in ``custom_head.safetensors``.
+        base: the base model, whose tokenizer files (and generation config) are copied.
+
+    Returns:
+        Bytes by part, keyed by what follows a size in a sentence ("1.2 GB of weights"): the weights,
+        the custom head, the files copied from the base model, and a fixed allowance for the config,
+        card and report (``SMALL_FILES_BYTES``).
+    """
+    copied = 0
+    for source in [*base.tokenizer_files, *base.extra_files]:
+        with contextlib.suppress(OSError):  # the copy names the file when it fails
+            copied += source.stat().st_size
+    return {
+        "of weights": sum(t.numel() * target_dtype(t.dtype, dtype).itemsize for t in tensors.values()),
+        "of custom head": sum(t.numel() * t.element_size() for t in (custom_head or {}).values()),
+        "copied from the base model": copied,
+        "for the config, card and report": SMALL_FILES_BYTES,
+    }
+
+
 @dataclass
 class FileInfo:
     """A file written into the output folder."""
@@ -514,96 +544,6 @@ def _write_safetensors(
                 advance(len(view))
             del data, view
     return digest.hexdigest()
-
-
-# --- all or nothing output --------------------------------------------------------------------
-
-
-class StagedOutput:
-    """A staging folder beside ``output``; ``publish()`` renames it into place."""
-
-    def __init__(self, output: Path, staging: Path, created_parents: list[Path]) -> None:
-        self.output = output
-        self.path = staging
-        self._created_parents = created_parents
-        self.published = False
-
-    def publish(self) -> None:
-        """Put the staging folder at ``output`` (replacing what is there, which was checked before)."""
-        old: Path | None = None
-        if self.output.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.old-", dir=self.output.parent))
-            os.rmdir(old)
-            os.rename(self.output, old)
-        try:
-            os.rename(self.path, self.output)
-        except OSError:
-            if old is not None:
-                os.rename(old, self.output)
-            raise
-        self.published = True
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def discard(self) -> None:
-        """Remove the staging folder and any parent folders made for it."""
-        shutil.rmtree(self.path, ignore_errors=True)
-        for parent in self._created_parents:
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-
-
-def check_output(output: Path, *, overwrite: bool) -> None:
-    """Refuse an output that exists as a file, or as a non-empty folder without ``overwrite``.
-
-    Raises:
-        OutputError: with the fix.
-    """
-    if output.is_file() or (output.exists() and not output.is_dir()):
-        raise OutputError(f"output {output} exists and is a file", "pass a folder path as --output")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise OutputError(
-            f"output folder {output} exists and is not empty",
-            "pass --overwrite to replace it, or choose another --output",
-        )
-
-
-@contextmanager
-def staged_output(output: Path, *, overwrite: bool) -> Iterator[StagedOutput]:
-    """Yield a staging folder beside ``output``; on any exception it is removed, ``output`` untouched.
-
-    Raises:
-        OutputError: the output exists (see ``check_output``) or its parent cannot be written.
-    """
-    output = output.absolute()
-    check_output(output, overwrite=overwrite)
-    created: list[Path] = []
-    parent = output.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the published folder gets normal permissions
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write in {output.parent} ({exc.strerror or exc})",
-            "choose an --output in a writable folder",
-        ) from None
-    staged = StagedOutput(output, staging, created)
-    try:
-        yield staged
-    except BaseException:
-        staged.discard()
-        raise
-    else:
-        if not staged.published:
-            staged.discard()
 
 
 #: The checksum file in the output folder, in ``sha256sum`` format (``sha256sum -c SHA256SUMS`` checks it).

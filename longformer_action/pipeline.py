@@ -25,9 +25,9 @@ from .convert import (
     file_info,
     load_config,
     mapped_tensors,
+    planned_bytes,
     resolve_labels,
     resolve_problem_type,
-    staged_output,
     tie_weights,
     write_checksums,
     write_custom_head,
@@ -38,6 +38,7 @@ from .filesystem import check_utf8_name, raise_read_problem, writing
 from .mapping import KeyMapping, _strip_wrappers, base_family, check_mapping, head_readings, plan_mapping
 from .progress import Progress, human_bytes
 from .report import CARD_NAME, REPORT_NAME, build_report, model_card, write_json
+from .staging import staged_output
 from .verify import run_check, saved_dtype
 
 
@@ -211,7 +212,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
     if options.report is not None:
         check_utf8_name(options.report, "--report")
     with (
-        staged_output(output, overwrite=options.overwrite) as staged,
+        staged_output(output, overwrite=options.overwrite, log=progress.line, warn=progress.warning) as staged,
         _report_on_failure(state, options.report, "convert"),
     ):
         state["ckpt"] = ckpt = _read(checkpoint, options.trust_checkpoint, progress)
@@ -238,6 +239,8 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             reference = state.pop("reference", None)
         with progress.stage("save", "Save the folder") as stage:
             tensors = mapped_tensors(ckpt, mapping)
+            head = {key: ckpt.state_dict[key] for key in mapping.custom_head}
+            staged.ensure_space(planned_bytes(tensors, options.dtype, custom_head=head, base=base))
             total = sum(t.numel() * t.element_size() for t in tensors.values())
             written = write_model(
                 staged.path,

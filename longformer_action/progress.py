@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TextIO
 
+from . import cancel
+
 
 def human_bytes(n: float) -> str:
     """Format a byte count: ``1.2 GB``, ``340 kB`` (decimal units, as the Hub shows sizes)."""
@@ -61,15 +63,18 @@ class Progress:
         record = StageRecord(name)
         self.begin_group(title)
         start = time.perf_counter()
-        ok = False
+        status = "failed"
         try:
-            yield record
-            ok = True
+            with cancel.stage(name):
+                yield record
+            status = record.detail
+        except cancel.Cancelled:
+            status = "cancelled"
+            raise
         finally:
             record.seconds = time.perf_counter() - start
             self.timings[name] = round(self.timings.get(name, 0.0) + record.seconds, 3)
-            status = record.detail if ok else "failed"
-            if not ok and self.failed is None:
+            if status == "failed" and self.failed is None:
                 self.failed = name
             self.line(f"{name}: {status} ({record.seconds:.1f} s)")
             self.end_group()

@@ -155,3 +155,18 @@ def test_matrix_uploads_one_artifact_per_cell_and_merges(act_run):
     assert "sweep-origin LongformerForQuestionAnswering float16" in merged
     assert "sweep-wrapped LongformerForQuestionAnswering float32" in merged
     assert "sweep-classifier LongformerForSequenceClassification float32 0.0 negative,neutral,positive" in merged
+
+
+def test_a_cancelled_conversion_step_leaves_nothing_behind(act_run):
+    # The step's timeout cancels it while the conversion waits at its check, the weights written to its
+    # staging folder. act kills the step's shell; `docker run` gets the terminal's SIGHUP and passes it
+    # into the container, whose command removes the staging folder and the lock. Nothing else removes
+    # them before the job ends, so the next step's clean workspace is the command's own cleanup.
+    _, log, _, _ = act_run
+    lines = "\n".join(_job_lines(log, "cancel"))
+    assert _succeeded(log, "cancel"), lines[-6000:]
+    assert "| save: 4 files" in lines, lines[-6000:]
+    assert "this step has been cancelled" in lines
+    assert "Failure - Main Convert, held before the check until the step's timeout cancels it" in lines
+    assert "workspace clean after the cancel" in lines
+    assert "Success - Main The step was cancelled, and the conversion left nothing behind" in lines

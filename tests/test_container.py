@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -111,12 +112,19 @@ class ContainerStep:
         )
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(*args, env=env), capture_output=True, text=True, timeout=900)
+
+    def command(
+        self, *args: str, env: dict[str, str] | None = None, mounts: dict[Path, str] | None = None, name: str = ""
+    ) -> list[str]:
+        """The ``docker run`` of a container step (``mounts``: more volumes, such as the test pause's folder)."""
         mounts = {
             self.workspace: CONTAINER_WORKSPACE,
             self.temp / "_github_home": "/github/home",
             self.temp / "_github_workflow": "/github/workflow",
             self.file_commands: "/github/file_commands",
             self.temp: "/github/runner_temp",
+            **(mounts or {}),
         }
         environment = {
             "GITHUB_ACTIONS": "true",
@@ -131,13 +139,13 @@ class ContainerStep:
             "RUNNER_OS": "Linux",
             **(env or {}),
         }
-        command = [self.engine, "run", "--rm", "--name", f"longformer-test-{secrets.token_hex(4)}"]
+        command = [self.engine, "run", "--rm", "--name", name or f"longformer-test-{secrets.token_hex(4)}"]
         command += ["--workdir", CONTAINER_WORKSPACE]
         for host, container in mounts.items():
             command += ["--volume", f"{host}:{container}"]
-        for name, value in environment.items():
-            command += ["--env", f"{name}={value}"]
-        return subprocess.run([*command, self.image, *args], capture_output=True, text=True, timeout=900)
+        for variable, value in environment.items():
+            command += ["--env", f"{variable}={value}"]
+        return [*command, self.image, *args]
 
 
 def _stage(step: ContainerStep, checkpoint: Path, base_model: Path) -> None:
@@ -191,12 +199,13 @@ def test_every_command_has_help_in_the_image(engine, image, command):
     assert result.stdout.startswith(f"Usage: longformer-convert {command} [OPTIONS]")
 
 
-def test_image_runs_as_root_from_the_venv_entrypoint(engine, image):
+def test_image_runs_as_root_from_the_venv_entrypoint_under_tini(engine, image):
     result = subprocess.run(
         [engine, "image", "inspect", "--format", "{{json .Config}}", image], capture_output=True, text=True, check=True
     )
     config = json.loads(result.stdout)
-    assert config["Entrypoint"] == ["/opt/venv/bin/longformer-convert"]
+    # tini is PID 1: it passes signals on to the command (a PID 1 without a handler ignores SIGTERM)
+    assert config["Entrypoint"] == ["/usr/bin/tini", "--", "/opt/venv/bin/longformer-convert"]
     assert config.get("User", "") in ("", "root"), "GitHub's docs: no USER in an action's Dockerfile"
     assert config.get("WorkingDir", "") in ("", "/"), "GitHub's docs: no WORKDIR in an action's Dockerfile"
     assert "org.opencontainers.image.title" in (config.get("Labels") or {})
@@ -302,3 +311,125 @@ def test_docker_run_as_the_user_outside_actions(engine, image, checkpoints, base
     assert "::" not in result.stderr, "no workflow commands outside Actions"
     assert (work / "model" / "model.safetensors").stat().st_uid == 1234
     assert json.loads((work / "model" / "conversion-report.json").read_text())["check"]["passed"]
+
+
+# --- a cancelled job: SIGTERM to `docker run`, or `docker stop` ------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["signal-the-cli", "stop"])
+def test_a_cancelled_container_step_stops_within_seconds_and_leaves_a_clean_workspace(
+    engine, image, checkpoints, base_model, tmp_path, how
+):
+    from longformer_action.cancel import PAUSE_ENV
+
+    step = ContainerStep(engine, image, tmp_path / "runner")
+    _stage(step, checkpoints["wrapped-pytorch_lightning"], base_model)
+    pause = tmp_path / "pause"  # outside the runner's folders: the test's own
+    pause.mkdir()
+    name = f"longformer-cancel-{secrets.token_hex(4)}"
+    command = step.command(
+        *_convert_args("checkpoints/best.ckpt"), env={PAUSE_ENV: "check:/pause"}, mounts={pause: "/pause"}, name=name
+    )
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not list(pause.glob("paused-*")):
+            assert run.poll() is None, run.communicate()[1][-4000:]
+            assert time.monotonic() < deadline, "the container did not reach the check"
+            time.sleep(0.1)
+        staged = [p.name for p in step.workspace.iterdir() if p.name.startswith(".longformer-convert-")]
+        assert len(staged) == 2, staged  # the lock and the staging folder, with the weights written
+        start = time.monotonic()
+        if how == "stop":  # SIGTERM to PID 1, as `docker stop` and a runner's container cleanup send it
+            subprocess.run([engine, "stop", "--time", "60", name], capture_output=True, check=True, timeout=120)
+        else:  # SIGTERM to the `docker run` client, which passes it into the container
+            run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+        seconds = time.monotonic() - start
+    finally:
+        if run.poll() is None:
+            run.kill()
+            subprocess.run([engine, "rm", "--force", name], capture_output=True)
+    assert seconds < 20, f"stopped after {seconds:.1f} s"  # a bound: a kill would come only after 60 s
+    assert run.returncode == 143, err[-4000:]
+    line = (
+        "cancelled by SIGTERM during the check stage; the staging folder was removed, and nothing was written to "
+        f"{CONTAINER_WORKSPACE}/model."
+    )
+    assert [x for x in err.splitlines() if x.startswith("::error")] == [
+        f"::error title=longformer-convert%3A cancelled::{line}"
+    ]
+    assert sorted(p.name for p in step.workspace.iterdir()) == ["base", "checkpoints"]
+    assert "## Longformer conversion cancelled" in step.summary.read_text()
+    assert step.not_owned() == []
+
+
+def test_the_actions_convert_step_passes_the_runners_sigint_into_the_container(
+    engine, image, checkpoints, base_model, tmp_path
+):
+    # GitHub's runner cancels a step by signalling the step's shell alone: SIGINT, SIGTERM 7.5 s later,
+    # then SIGKILL. This runs action.yml's own script in that shell and sends it SIGINT.
+    import yaml
+
+    from longformer_action.cancel import PAUSE_ENV
+
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    script = tmp_path / "convert-step.sh"
+    script.write_text(next(s for s in action["runs"]["steps"] if s.get("id") == "convert")["run"])
+    tools = tmp_path / "bin"  # `docker` is podman here
+    tools.mkdir()
+    (tools / "docker").write_text(f'#!/bin/sh\nexec {engine} "$@"\n')
+    (tools / "docker").chmod(0o755)
+    step = ContainerStep(engine, image, tmp_path / "runner")
+    _stage(step, checkpoints["wrapped-pytorch_lightning"], base_model)
+    pause = step.temp / "pause"
+    environment = {
+        **os.environ,
+        "PATH": f"{tools}:{os.environ['PATH']}",
+        "IMAGE": image,
+        "CHECKPOINT": f"{CONTAINER_WORKSPACE}/checkpoints/best.ckpt",
+        "OUTPUT": f"{CONTAINER_WORKSPACE}/model",
+        "BASE_MODEL": f"{CONTAINER_WORKSPACE}/base",
+        **dict.fromkeys(("REVISION", "LABELS", "DROP", "ATOL", "HF_TOKEN"), ""),
+        "TASK": "auto",
+        "GLOBAL_ATTENTION": "default",
+        "DTYPE": "keep",
+        "CHECK": "true",
+        "GITHUB_WORKSPACE": str(step.workspace),
+        "RUNNER_TEMP": str(step.temp),
+        "GITHUB_OUTPUT": str(step.output),
+        "GITHUB_STEP_SUMMARY": str(step.summary),
+        PAUSE_ENV: "check:/github/runner_temp/pause",
+    }
+
+    def as_the_runner_starts_it() -> None:  # default dispositions, whatever this test process inherited
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+
+    shell = subprocess.Popen(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_the_runner_starts_it,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not list(pause.glob("paused-*")):
+            assert shell.poll() is None, shell.communicate()[1][-4000:]
+            assert time.monotonic() < deadline, "the container did not reach the check"
+            time.sleep(0.1)
+        start = time.monotonic()
+        shell.send_signal(signal.SIGINT)
+        _, err = shell.communicate(timeout=60)
+        seconds = time.monotonic() - start
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            (pause / "resume").touch()  # a container the signal did not reach runs to its end instead of lingering
+    assert seconds < 7.5, f"the step ended {seconds:.1f} s after SIGINT: the runner would have moved on to SIGTERM"
+    assert shell.returncode == 143, err[-4000:]  # forwarded as SIGTERM
+    assert "cancelled by SIGTERM during the check stage; the staging folder was removed" in err
+    assert sorted(p.name for p in step.workspace.iterdir()) == ["base", "checkpoints"]
+    assert "## Longformer conversion cancelled" in step.summary.read_text()

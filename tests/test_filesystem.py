@@ -63,12 +63,21 @@ def _in_small_tmpfs(mount: Path, size: str, script: str, *args: object) -> subpr
 # --- a full disk, for real ------------------------------------------------------------------------
 
 
+#: The command, with the free-space check before the save passed as if another writer filled the disk
+#: after it (that check refuses a disk that is already too small; see tests/test_staging.py).
+_FILLED_AFTER_THE_CHECK = (
+    "import sys; from longformer_action import staging; "
+    "staging.StagedOutput.ensure_space = lambda self, parts, **kw: 0; "
+    "from longformer_action.cli import main; sys.argv[0] = 'longformer-convert'; main()"
+)
+
+
 @needs_namespaces
 def test_a_full_disk_while_the_weights_are_written(cli, checkpoints, base_model, tmp_path):
     mount = tmp_path / "small"
     script = (
-        f'"{sys.executable}" -m longformer_action convert --checkpoint "$2" --output "$1/model" --base-model "$3"; '
-        'echo "exit=$?"; echo "left:$(ls -A "$1")"'
+        f'"{sys.executable}" -c "{_FILLED_AFTER_THE_CHECK}" convert --checkpoint "$2" --output "$1/model" '
+        '--base-model "$3"; echo "exit=$?"; echo "left:$(ls -A "$1")"'
     )
     result = _in_small_tmpfs(mount, "100k", script, checkpoints["plain"], base_model)
     line = _error_line(result.stderr)
