@@ -165,7 +165,7 @@ def test_a_cancelled_conversion_step_leaves_nothing_behind(act_run):
     _, log, _, _ = act_run
     lines = "\n".join(_job_lines(log, "cancel"))
     assert _succeeded(log, "cancel"), lines[-6000:]
-    assert "| save: 4 files" in lines, lines[-6000:]
+    assert re.search(r"\| save: \d+ files", lines), lines[-6000:]  # the weights were written to staging
     assert "this step has been cancelled" in lines
     assert "Failure - Main Convert, held before the check until the step's timeout cancels it" in lines
     assert "workspace clean after the cancel" in lines
