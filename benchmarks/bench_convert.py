@@ -90,7 +90,8 @@ def make_checkpoint(size: str, folder: Path) -> None:
     """Write ``folder/base/config.json`` and ``folder/checkpoint.ckpt`` (one Trainer step, AdamW)."""
     from transformers import LongformerConfig
 
-    from longformer_action.demo import batches, fit_and_save, make_module
+    from longformer_action.demo.modules import batches, make_module
+    from longformer_action.demo.training import fit_and_save
 
     config = CONFIGS[size]
     base = folder / "base"

@@ -4,7 +4,7 @@ A cancelled job's container gets SIGTERM (``docker stop``) or, through ``docker 
 the runner sent; a terminal gives SIGINT (Ctrl-C) or SIGHUP (the terminal closed). Each one raises
 ``Cancelled`` in the main thread at the next Python instruction, so every ``with`` and ``finally``
 on the way out runs: the staging folder is removed and the output lock released (see
-``staging.py``). The command then prints one line saying which signal arrived during which stage,
+``writing/staging.py``). The command then prints one line saying which signal arrived during which stage,
 and exits with the shell's status for a death by that signal (``128 + signum``: 143, 130, 129).
 
 ``Cancelled`` derives from ``BaseException``, as ``KeyboardInterrupt`` does, so that no
@@ -27,11 +27,15 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+
 #: The signals that cancel a run.
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
+
 #: Test-only: ``STAGE`` or ``STAGE:FOLDER`` makes a run wait when it reaches ``STAGE`` (see ``pause_point``).
 PAUSE_ENV = "LONGFORMER_CONVERT_TEST_PAUSE"
+
+
 #: The longest a test pause waits before the run goes on by itself (seconds).
 PAUSE_LIMIT = 600.0
 
@@ -133,13 +137,13 @@ def run_cancellable(work: Callable[[], T]) -> T:
         with cancellable():
             return work()
     except Cancelled as exc:
-        from .gha import Actions
+        from .action.toolkit import Actions
 
         line = exc.message()
         actions = Actions.detect()
         if actions:
             actions.error(line, title="longformer-convert: cancelled")
-            actions.summary(f"## Longformer conversion cancelled\n\n> {line}\n")
+            actions.append_summary(f"## Longformer conversion cancelled\n\n> {line}\n")
         print(f"Error: {line}", file=sys.stderr, flush=True)
         raise SystemExit(exc.exit_code) from None
 

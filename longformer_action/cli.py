@@ -1,111 +1,40 @@
-"""``longformer-convert``: convert, verify, inspect, demo. Wiring only; torch is imported by the commands."""
+"""``longformer-convert``: convert, verify, inspect, demo. Parse the options, then call ``commands``.
+
+torch is imported by the commands, so that ``--help`` is instant."""
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import gc
 import json
 import os
-import re
 import sys
 import tempfile
-import traceback
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .cancel import run_cancellable
-from .choices import DEFAULT_BASE_MODEL, DTYPES, GLOBAL_ATTENTION, PROBLEM_TYPES, TASKS
-from .errors import CheckFailed, ConversionError, UnexpectedError
-
-# Interpreter teardown garbage-collects every object torch and transformers built (about 1 s on 2
-# cores) though nothing alive at exit needs it: files are closed by `with` blocks. Registered at
-# import, so it runs after every handler registered later.
-atexit.register(gc.freeze)
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    match = _SIZE.match(value)
-    if not match:
-        raise click.BadParameter(f"'{value}' is not a size; write it like 500MB, 2GB or 1GiB")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").lower()])
-
-
-@contextlib.contextmanager
-def _bugs_as_errors(command: str, *, debug: bool, progress: Any = None) -> Iterator[None]:
-    """Turn an exception no check foresaw into one ``UnexpectedError`` line naming the stage it escaped from.
-
-    ``--debug`` prints its traceback first. Click's own exceptions (usage errors, exit) pass through.
-    """
-    try:
-        yield
-    except (click.ClickException, click.exceptions.Exit, click.Abort):
-        raise
-    except Exception as exc:
-        if debug:
-            traceback.print_exception(exc, file=sys.stderr)
-        raise UnexpectedError(getattr(progress, "failed", None) or command, exc) from exc
-
-
-def _run(
-    work: Callable[[Any], dict[str, Any]],
-    *,
-    outputs: Callable[[dict[str, Any]], dict[str, str]],
-    owned: list[Path | None],
-    command: str,
-    debug: bool = False,
-) -> dict[str, Any]:
-    """Run a command's work; in GitHub Actions add groups, annotations, outputs and the summary."""
-    from .gha import Actions
-    from .progress import Progress
-
-    actions = Actions.detect()
-    if actions:
-        actions.mask(os.environ.get("HF_TOKEN"))
-        debug = debug or os.environ.get("RUNNER_DEBUG") == "1"  # a re-run with debug logging
-    progress = actions.progress() if actions else Progress()
-    try:
-        with _bugs_as_errors(command, debug=debug, progress=progress):
-            report = work(progress)
-    except ConversionError as exc:
-        if actions:
-            from .report import summary_markdown
-
-            title = "Check failed" if isinstance(exc, CheckFailed) else f"longformer-convert: {exc.stage} failed"
-            actions.error(exc.format_message(), title=title)
-            report = getattr(exc, "report", None)
-            actions.summary(
-                summary_markdown(report)
-                if report
-                else f"## Longformer conversion failed\n\n> **Error:** {exc.format_message()}\n"
-            )
-        raise
-    finally:
-        if actions:
-            actions.hand_back(*owned)
-    if actions:
-        from .report import summary_markdown
-
-        actions.set_outputs(outputs(report))
-        actions.summary(summary_markdown(report))
-    return report
+from .commands.run import _bugs_as_errors, _run
+from .errors import ConversionError
+from .options import (
+    _adapter_option,
+    _atol_option,
+    _checkpoint_option,
+    _copy_option,
+    _debug_option,
+    _drop_option,
+    _global_attention_option,
+    _keep_option,
+    _labels,
+    _module_option,
+    _needs_trust,
+    _prefix_option,
+    _report_option,
+    _size,
+    _trust_option,
+)
+from .registry.names import DEFAULT_BASE_MODEL, DTYPES, GLOBAL_ATTENTION, PROBLEM_TYPES, TASKS
+from .text import listing
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -115,112 +44,6 @@ def main() -> None:
     classification, multiple choice, masked LM, or the encoder alone) or of an LED model
     (summarization) into a Hugging Face transformers folder, and prove with a forward pass that it
     computes what the checkpoint computed."""
-
-
-_checkpoint_option = click.option(
-    "--checkpoint",
-    required=True,
-    type=click.Path(path_type=Path, readable=False),  # an unreadable file is the reader's to explain
-    help="The Lightning .ckpt file (or a Lightning Fabric fabric.save file, a torch.save'd state dict, a .safetensors "
-    "file, a folder transformers wrote: a Trainer's checkpoint-N or save_pretrained's output, or the folder an FSDP "
-    "strategy wrote; DeepSpeed folders get the command that consolidates them).",
-)
-_trust_option = click.option(
-    "--trust-checkpoint",
-    is_flag=True,
-    help="Unpickle the checkpoint fully. This runs any code the file carries: only for files you trust.",
-)
-_atol_option = click.option(
-    "--atol",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Absolute tolerance on the logits. Default by saved dtype: 1e-5 float32, 1e-2 float16, 5e-2 bfloat16.",
-)
-_report_option = click.option(
-    "--report",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the JSON report here (written even when the check fails).",
-)
-_debug_option = click.option(
-    "--debug",
-    is_flag=True,
-    envvar="LONGFORMER_CONVERT_DEBUG",
-    help="Print the traceback of an unexpected failure (a bug) as well as its Error line; also "
-    "LONGFORMER_CONVERT_DEBUG=1 (and a GitHub Actions re-run with debug logging).",
-)
-_module_option = click.option(
-    "--lightning-module",
-    default=None,
-    metavar="PKG.MODULE:CLASS",
-    help="Use your LightningModule's forward as the check's reference (needs --trust-checkpoint: it runs your code).",
-)
-
-
-def _needs_trust(options: dict[str, Any]) -> None:
-    if options.get("lightning_module") and not options.get("trust_checkpoint"):
-        raise click.UsageError(
-            "--lightning-module loads the checkpoint with your class, which unpickles it fully: add --trust-checkpoint"
-        )
-
-
-def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    names = tuple(n.strip() for n in value.split(","))
-    if not all(names):
-        raise click.BadParameter(f"'{value}' has an empty label; write it like NEG,POS or O,B-PER,I-PER")
-    return names
-
-
-_global_attention_option = click.option(
-    "--global-attention",
-    type=click.Choice(GLOBAL_ATTENTION),
-    default="default",
-    show_default=True,
-    help="The global attention the LightningModule passed: 'default' is the task class's own (question tokens "
-    "for QA, <s> for text classification and LED, none for token classification and fill-mask, the choices for "
-    "multiple choice); the check uses it, and the model card shows the call.",
-)
-
-_prefix_option = click.option(
-    "--prefix",
-    default="auto",
-    show_default=True,
-    help="Prefix of the encoder's keys in the state dict, e.g. 'model.' or 'model.longformer.'; 'auto' detects it.",
-)
-
-_copy_option = click.option(
-    "--copy",
-    default=None,
-    metavar="PREFIX",
-    help="Which copy of the model to convert when the checkpoint holds several (an EMA or SWA average beside the "
-    "raw weights, a teacher and a student): the prefix of its keys, e.g. 'ema.module.', or '.' for the copy at the "
-    "root. The other copies are dropped and listed in the report.",
-)
-_drop_option = click.option(
-    "--drop",
-    multiple=True,
-    metavar="PREFIX",
-    help="Drop the checkpoint keys that start with PREFIX (repeatable), e.g. 'loss_fn.' for a weighted loss's "
-    "class weights; the report and the model card list them as dropped by --drop.",
-)
-_keep_option = click.option(
-    "--keep",
-    multiple=True,
-    metavar="PREFIX",
-    help="Keep the checkpoint keys that start with PREFIX (repeatable) beside the model, in custom_head.safetensors, "
-    "while the rest converts to the task's class: trained tensors no transformers class computes next to its head, "
-    "e.g. 'crf.' for a CRF's transitions over a token classifier's logits; the report and the model card list them "
-    "with their shapes.",
-)
-_adapter_option = click.option(
-    "--adapter-config",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="peft's adapter_config.json (or the folder holding it) of the LoRA adapters in the checkpoint: they are "
-    "merged as peft merges them, and checked against the unmerged adapter model.",
-)
 
 
 @main.command()
@@ -302,8 +125,8 @@ def convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None
 
 
 def _convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None:
-    from .pipeline import ConvertOptions
-    from .pipeline import convert as run
+    from .commands.convert import ConvertOptions
+    from .commands.convert import convert as run
 
     token = os.environ.get("HF_TOKEN") or None
     opts = ConvertOptions(token=token, **options)
@@ -357,7 +180,7 @@ def verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> No
 
 
 def _verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> None:
-    from .pipeline import verify as run
+    from .commands.verify import verify as run
 
     def outputs(report: dict[str, Any]) -> dict[str, str]:
         return {"max-abs-diff": f"{report['check']['max_abs_diff']:.6g}", "report": str(options["report"] or "")}
@@ -378,7 +201,7 @@ def _verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> N
 @_debug_option
 def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool) -> None:
     """Describe a checkpoint without loading its tensor data."""
-    from .pipeline import inspect as run
+    from .commands.inspect import inspect as run
     from .progress import human_bytes
 
     with _bugs_as_errors("inspect", debug=debug):
@@ -412,9 +235,8 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
         lines.append(f"crf:           '{prefix}' over {tags} tags (--keep {prefix} keeps it beside the tagger)")
     head = info.get("head")
     if head:
-        keys = ", ".join(f"{k} {v}" for k, v in list(head["head_keys"].items())[:8]) or "none (the encoder alone)"
-        more = f" and {len(head['head_keys']) - 8} more" if len(head["head_keys"]) > 8 else ""
-        lines.append(f"encoder:       '{head['encoder_prefix'] or '<root>'}'; head keys: {keys}{more}")
+        keys = listing([f"{k} {v}" for k, v in head["head_keys"].items()], 8) or "none (the encoder alone)"
+        lines.append(f"encoder:       '{head['encoder_prefix'] or '<root>'}'; head keys: {keys}")
     if layout:
         labels = f", {info['num_labels']} labels" if info["num_labels"] else ""
         lines += [
@@ -455,10 +277,10 @@ def demo(output: Path | None, task: str, debug: bool) -> None:
 
 def _demo(output: Path | None, task: str, debug: bool) -> None:
     from . import demo as tiny
-    from . import tasks
-    from .pipeline import ConvertOptions
-    from .pipeline import convert as run
+    from .commands.convert import ConvertOptions
+    from .commands.convert import convert as run
     from .progress import Progress
+    from .registry import tasks
 
     work = output if output is not None else Path(tempfile.mkdtemp(prefix="longformer-demo-"))
     if output is not None and output.exists() and any(output.iterdir()):

@@ -8,25 +8,39 @@ from __future__ import annotations
 
 import click
 
+from .text import first_line
+
 #: Exit status of a conversion that ran but whose forward-pass check failed.
 EXIT_CHECK_FAILED = 3
 
 
 class ConversionError(click.ClickException):
-    """A failure the user can fix: ``message`` says what failed, ``hint`` how to fix it."""
+    """A failure the user can fix: what failed (``message``), how to fix it (``hint``), and where (``stage``).
+
+    The parts stay apart, as click's exceptions keep theirs, and are composed only where the error is
+    shown (``format_message``: ``Message. Hint.``). An error that is given another fix is built from
+    ``message`` and the new hint, never by cutting the composed text.
+    """
 
     exit_code = 1
     stage = "convert"
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, stage: str | None = None) -> None:
+        super().__init__(message)
         self.hint = hint
-        text = message.rstrip(".")
-        if hint:
-            hint = hint.rstrip(".")
-            text = f"{text}. {hint[:1].upper()}{hint[1:]}."
-        else:
-            text = f"{text}."
-        super().__init__(text)
+        if stage is not None:
+            self.stage = stage
+
+    def format_message(self) -> str:
+        """The one line users read: the message, then the fix, each a sentence."""
+        text = self.message.rstrip(".")
+        if not self.hint:
+            return f"{text}."
+        hint = self.hint.rstrip(".")
+        return f"{text}. {hint[:1].upper()}{hint[1:]}."
+
+    def __str__(self) -> str:
+        return self.format_message()
 
 
 class CheckpointError(ConversionError):
@@ -36,7 +50,7 @@ class CheckpointError(ConversionError):
 
 
 class MappingError(ConversionError):
-    """The checkpoint's keys or shapes do not fit a Longformer question-answering model."""
+    """The checkpoint's keys or shapes do not fit a transformers class of the registry's tasks."""
 
     stage = "mapping"
 
@@ -93,7 +107,7 @@ class UnexpectedError(ConversionError):
     def __init__(self, stage: str, exc: BaseException) -> None:
         self.stage = stage
         self.exit_code = EXIT_CHECK_FAILED if stage == "check" else 1
-        text = (str(exc).strip().splitlines() or [""])[0][:200]
+        text = first_line(exc, 200, fallback="")
         super().__init__(
             f"unexpected {type(exc).__name__} in the {stage} stage" + (f": {text}" if text else ""),
             f"this is a bug in longformer-convert: report it at {issues_url()} with the command and this log "

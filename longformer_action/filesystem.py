@@ -167,9 +167,6 @@ def check_utf8_name(path: Path, option: str) -> None:
         ) from None
 
 
-# --- reads -------------------------------------------------------------------------------------------
-
-
 def _near_names(path: Path) -> list[str]:
     # a name typed in one Unicode normalization (NFC) while the file has another (NFD, as macOS writes it)
     try:

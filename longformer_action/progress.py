@@ -1,5 +1,6 @@
 """Progress on stderr: one line per stage with sizes and time, and progress lines on long stages.
 
+In GitHub Actions each stage is also a log group (``ActionsProgress``).
 stdout is kept for data (``inspect --json``); everything here goes to stderr.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from . import cancel
+from .action.toolkit import command
 
 
 def human_bytes(n: float) -> str:
@@ -92,3 +94,16 @@ class Progress:
                 self.line(f"{label}: {pct:.0f}% ({human_bytes(state['done'])} of {human_bytes(total)})")
 
         return advance
+
+
+class ActionsProgress(Progress):
+    """Progress that also opens a log group per stage."""
+
+    def begin_group(self, title: str) -> None:
+        self.line(command("group", title))
+
+    def end_group(self) -> None:
+        self.line(command("endgroup"))
+
+    def warning(self, text: str) -> None:
+        self.line(command("warning", text))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from .text import first_line
+
 #: What the hook looks at (``.pre-commit-hooks.yaml`` has the same pattern).
 SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -28,15 +30,15 @@ def check_file(path: Path) -> str | None:
     Returns:
         One line naming the file and what its pickle would import, or why it could not be read.
     """
-    from .checkpoint import unsafe_globals
     from .errors import ConversionError
+    from .reading.unpickling import unsafe_globals
 
     try:
         found = unsafe_globals(path)
     except ConversionError as exc:
         return f"{path}: cannot be checked: {exc.format_message()}"
     except Exception as exc:  # a file that is not a readable pickle at all
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         return f"{path}: cannot be checked ({type(exc).__name__}: {first})"
     if not found:
         return None

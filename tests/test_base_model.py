@@ -19,9 +19,8 @@ from typing import Any, TypeVar
 import pytest
 
 from longformer_action import demo
-from longformer_action.base_model import BaseModel, resolve_base_model
 from longformer_action.errors import BaseModelError
-from longformer_action.tokenization import tokenizer_files
+from longformer_action.reading.base_model import BaseModel, resolve_base_model, tokenizer_files
 
 from .fake_hub import FakeHub, LfsFile, commit_id, point_client_at
 

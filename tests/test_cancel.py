@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from longformer_action import cancel, staging
+from longformer_action import cancel
+from longformer_action.writing.lock import MODEL_DIR, STAGING_SUFFIX, lock_path
 
 from .helpers import Runs, error_lines
 
@@ -34,10 +35,10 @@ def test_a_signal_cancels_the_run_and_removes_its_staging(runs, checkpoints, bas
     out = work / "model"
     run = runs.start(checkpoints["plain"], out, base_model, pause=stage)
     runs.wait_paused(run)
-    (partial,) = [p for p in work.iterdir() if p.name.endswith(staging.STAGING_SUFFIX)]
+    (partial,) = [p for p in work.iterdir() if p.name.endswith(STAGING_SUFFIX)]
     if stage != "save":  # the save stage pauses before it writes; later stages find the weights written
-        assert (partial / staging.MODEL_DIR / "model.safetensors").is_file()
-    assert staging.lock_path(out).is_file()
+        assert (partial / MODEL_DIR / "model.safetensors").is_file()
+    assert lock_path(out).is_file()
 
     run.send_signal(signum)
     _, err = run.communicate(timeout=60)  # a bound: the cleanup takes a moment, never a minute

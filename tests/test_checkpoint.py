@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from longformer_action.checkpoint import read_checkpoint, unsafe_globals
 from longformer_action.errors import CheckpointError
+from longformer_action.reading.checkpoint import read_checkpoint
+from longformer_action.reading.unpickling import unsafe_globals
 
 from .helpers import one_error_line
 
@@ -38,7 +39,7 @@ def _lightning_dict(source: Path) -> dict:
 def test_current_lightning_checkpoint_uses_restricted_loader(checkpoints):
     ckpt = read_checkpoint(checkpoints["wrapped-pytorch_lightning"])
     assert ckpt.file_format == "zip"
-    assert ckpt.generation == "lightning-1.x-2.x"
+    assert ckpt.writer == "lightning-1.x-2.x"
     assert ckpt.loader == "restricted"  # Path and Namespace in the hyper-parameters
     assert "pathlib.PosixPath" in ckpt.placeholders
     assert ckpt.lightning_version and ckpt.lightning_version[0] == "2"
@@ -60,7 +61,7 @@ def test_plain_hparams_use_weights_only_loader(checkpoints):
 @pytest.mark.parametrize("package", ["pytorch_lightning", "lightning"])
 def test_both_lightning_packages(checkpoints, package):
     ckpt = read_checkpoint(checkpoints[f"origin-{package}"])
-    assert ckpt.generation == "lightning-1.x-2.x"
+    assert ckpt.writer == "lightning-1.x-2.x"
     assert "qa_outputs.weight" in ckpt.state_dict
 
 
@@ -91,7 +92,7 @@ def test_legacy_lightning_06_format(checkpoints, tmp_path):
     torch.save(legacy, path, _use_new_zipfile_serialization=False)
     ckpt = read_checkpoint(path)
     assert ckpt.file_format == "legacy"
-    assert ckpt.generation == "lightning-0.6-0.7"
+    assert ckpt.writer == "lightning-0.6-0.7"
     assert ckpt.lightning_version is None
     assert (ckpt.epoch, ckpt.global_step) == (3, 1200)
     assert set(ckpt.hyper_parameters) == {"attention_window", "save_dir"}
@@ -116,7 +117,7 @@ def test_lightning_08_attribute_dict(checkpoints, tmp_path):
     path = tmp_path / "v08.ckpt"
     torch.save(old, path)
     ckpt = read_checkpoint(path)
-    assert ckpt.generation == "lightning-0.8-0.9"
+    assert ckpt.writer == "lightning-0.8-0.9"
     assert ckpt.loader == "restricted"
     assert ckpt.hyper_parameters == {"lr": "3e-05", "model_name": "'longformer-base-4096'"}
 
@@ -129,7 +130,7 @@ def test_bare_state_dict_and_safetensors(checkpoints, tmp_path):
     save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "bare.safetensors")
     for name, fmt in (("bare.pt", "zip"), ("bare.safetensors", "safetensors")):
         ckpt = read_checkpoint(tmp_path / name)
-        assert (ckpt.generation, ckpt.file_format) == ("state-dict", fmt)
+        assert (ckpt.writer, ckpt.file_format) == ("state-dict", fmt)
         assert set(ckpt.state_dict) == set(state)
 
 
@@ -376,7 +377,7 @@ def test_a_fabric_checkpoint_is_read_from_its_model_entry(fabric_checkpoint):
     saved = torch.load(fabric_checkpoint, map_location="cpu", weights_only=True)
     assert sorted(saved) == ["hparams", "iteration", "model", "optimizer"], "as Fabric.save writes it"
     ckpt = read_checkpoint(fabric_checkpoint)
-    assert ckpt.generation == "fabric" and ckpt.loader == "weights-only" and ckpt.lightning_version is None
+    assert ckpt.writer == "fabric" and ckpt.loader == "weights-only" and ckpt.lightning_version is None
     assert ckpt.global_step == 3 and ckpt.epoch is None
     assert ckpt.hparams["labels"] == ["O", "B-PER", "I-PER"] and ckpt.hparams["config"]["model_type"] == "longformer"
     assert set(ckpt.state_dict) == set(saved["model"])

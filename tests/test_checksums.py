@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from longformer_action.convert import CHECKSUMS_NAME, write_checksums
 from longformer_action.errors import OutputError
+from longformer_action.registry.files import CHECKSUMS_NAME
+from longformer_action.writing.checksums import write_checksums
 
 
 def _sha256sum() -> str:

@@ -27,8 +27,11 @@ from typing import Any
 import pytest
 import torch
 
-from longformer_action import tasks
-from longformer_action.verify import DEFAULT_ATOL, make_inputs
+from longformer_action.checking.check import DEFAULT_ATOL
+from longformer_action.checking.inputs import make_inputs
+from longformer_action.registry import tasks
+from longformer_action.registry.attention import global_attention_mask
+from longformer_action.registry.families import sep_token_id
 
 from .conftest import LONGFORMER_TASKS
 from .public_models import BY_NAME, make_public_base
@@ -100,10 +103,8 @@ def folders(task_checkpoints, base_model, led_base_model, tmp_path_factory) -> d
         inputs = make_inputs(entry, config, AutoTokenizer.from_pretrained(out))
         convention = report["conversion"]["global_attention"]
         if convention["call"]:  # as the model card says: the mask the module trained with, passed explicitly
-            sep = tasks.sep_token_id(config)
-            inputs["global_attention_mask"] = tasks.global_attention_mask(
-                convention["convention"], inputs["input_ids"], sep
-            )
+            sep = sep_token_id(config)
+            inputs["global_attention_mask"] = global_attention_mask(convention["convention"], inputs["input_ids"], sep)
         torch.save(inputs, root / f"{key}.inputs.pt")
         made[key] = {
             "key": key,

@@ -15,8 +15,8 @@ from safetensors import safe_open
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from longformer_action import demo
-from longformer_action.checkpoint import read_checkpoint
 from longformer_action.errors import EXIT_CHECK_FAILED
+from longformer_action.reading.checkpoint import read_checkpoint
 
 from .helpers import one_error_line
 

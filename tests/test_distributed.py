@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from longformer_action import demo
-from longformer_action.checkpoint import read_checkpoint
-from longformer_action.distributed import DEEPSPEED_ZERO, FSDP_SHARDED, XLA_FSDP_SHARDED, find_layout
 from longformer_action.errors import CheckpointError
+from longformer_action.reading.checkpoint import read_checkpoint
+from longformer_action.reading.distributed import DEEPSPEED_ZERO, FSDP_SHARDED, XLA_FSDP_SHARDED, find_layout
 
 from .helpers import one_error_line
 
@@ -207,7 +207,7 @@ def test_fsdp_folder_reads_as_the_unsharded_state_dict(fsdp):
     ckpt = read_checkpoint(folder)
     assert ckpt.path == folder
     assert ckpt.file_format == "torch-distributed"
-    assert ckpt.generation == "lightning-1.x-2.x"
+    assert ckpt.writer == "lightning-1.x-2.x"
     assert ckpt.loader == "weights-only"
     assert set(ckpt.state_dict) == set(expected)
     for key, tensor in expected.items():

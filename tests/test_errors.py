@@ -18,16 +18,21 @@ def _boom(*args, **kwargs):
     raise AttributeError(INJECTED)
 
 
-#: The function each stage of `convert` calls first, as the pipeline names them (``progress.stage``).
+#: The function each stage of `convert` calls first, where the stage looks it up (stages named as ``progress.stage``).
 CONVERT_STAGES = {
-    "read": "read_checkpoint",
-    "base-model": "resolve_base_model",
-    "map": "plan_mapping",
-    "save": "write_model",
-    "check": "run_check",
-    "publish": "write_checksums",
+    "read": "commands.stages.read_checkpoint",
+    "base-model": "commands.stages.resolve_base_model",
+    "map": "mapping.plan.plan_mapping",
+    "save": "commands.convert.write_model",
+    "check": "commands.convert.run_check",
+    "publish": "commands.convert.write_checksums",
 }
-VERIFY_STAGES = {"read": "read_checkpoint", "base-model": "_folder_base", "map": "plan_mapping", "check": "run_check"}
+VERIFY_STAGES = {
+    "read": "commands.stages.read_checkpoint",
+    "base-model": "commands.verify._folder_base",
+    "map": "mapping.plan.plan_mapping",
+    "check": "commands.verify.run_check",
+}
 
 
 def test_the_issue_tracker_comes_from_the_package_metadata():
@@ -46,7 +51,7 @@ def _assert_bug_line(result, stage: str) -> None:
 
 @pytest.mark.parametrize("stage", CONVERT_STAGES)
 def test_convert_every_stage(cli, checkpoints, base_model, tmp_path, monkeypatch, stage):
-    monkeypatch.setattr(f"longformer_action.pipeline.{CONVERT_STAGES[stage]}", _boom)
+    monkeypatch.setattr(f"longformer_action.{CONVERT_STAGES[stage]}", _boom)
     out = tmp_path / "new" / "model"
     result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model)
     _assert_bug_line(result, stage)
@@ -62,14 +67,14 @@ def test_verify_every_stage(cli, checkpoints, base_model, tmp_path, monkeypatch,
         cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model).exit_code == 0
     )
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    monkeypatch.setattr(f"longformer_action.pipeline.{VERIFY_STAGES[stage]}", _boom)
+    monkeypatch.setattr(f"longformer_action.{VERIFY_STAGES[stage]}", _boom)
     result = cli("verify", "--model", out, "--checkpoint", checkpoints["plain"])
     _assert_bug_line(result, stage)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_inspect_and_demo(cli, checkpoints, tmp_path, monkeypatch):
-    monkeypatch.setattr("longformer_action.pipeline.read_checkpoint", _boom)
+    monkeypatch.setattr("longformer_action.commands.inspect.read_checkpoint", _boom)
     _assert_bug_line(cli("inspect", "--checkpoint", checkpoints["plain"]), "inspect")
     monkeypatch.setattr("longformer_action.demo.train_checkpoint", _boom)
     _assert_bug_line(cli("demo", "--output", tmp_path / "demo"), "demo")
@@ -77,7 +82,7 @@ def test_inspect_and_demo(cli, checkpoints, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("how", ["--debug", "LONGFORMER_CONVERT_DEBUG=1"])
 def test_debug_prints_the_traceback_as_well(cli, checkpoints, base_model, tmp_path, monkeypatch, how):
-    monkeypatch.setattr("longformer_action.pipeline.run_check", _boom)
+    monkeypatch.setattr("longformer_action.commands.convert.run_check", _boom)
     args = ["convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "m", "--base-model", base_model]
     result = cli(
         *args, *([how] if how == "--debug" else []), env=None if how == "--debug" else {"LONGFORMER_CONVERT_DEBUG": "1"}
@@ -91,7 +96,7 @@ def test_debug_prints_the_traceback_as_well(cli, checkpoints, base_model, tmp_pa
 def test_in_actions_one_annotation_and_the_summary(cli, checkpoints, base_model, tmp_path, monkeypatch):
     summary = tmp_path / "summary.md"
     summary.write_text("")
-    monkeypatch.setattr("longformer_action.pipeline.write_model", _boom)
+    monkeypatch.setattr("longformer_action.commands.convert.write_model", _boom)
     env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary), "RUNNER_DEBUG": "1"}
     result = cli(
         "convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "m", "--base-model", base_model, env=env

@@ -66,7 +66,7 @@ def _in_small_tmpfs(mount: Path, size: str, script: str, *args: object) -> subpr
 #: The command, with the free-space check before the save passed as if another writer filled the disk
 #: after it (that check refuses a disk that is already too small; see tests/test_staging.py).
 _FILLED_AFTER_THE_CHECK = (
-    "import sys; from longformer_action import staging; "
+    "import sys; from longformer_action.writing import staging; "
     "staging.StagedOutput.ensure_space = lambda self, parts, **kw: 0; "
     "from longformer_action.cli import main; sys.argv[0] = 'longformer-convert'; main()"
 )

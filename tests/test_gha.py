@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from longformer_action.gha import command, escape_data, escape_property, heredoc_entry
+from longformer_action.action.toolkit import command, escape_data, escape_property, heredoc_entry
 
 from .helpers import parse_github_output
 

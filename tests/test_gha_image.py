@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from longformer_action.gha import (
+from longformer_action.action.image import (
     LOCAL_TAG,
     PUBLISHED_IMAGE_FILE,
     plan_image,
-    prepare_image_main,
     pull_with_retries,
     read_published_image,
 )
+from longformer_action.action.prepare_image import main as prepare_image
 
 from .helpers import parse_github_output
 
@@ -130,7 +130,7 @@ def _step(tmp_path: Path, engine: Engine, **env: str) -> tuple[int, str, dict[st
     environ = {"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_ACTION_PATH": "/action"}
     stream = io.StringIO()
     ticks = iter(range(0, 1000, 7))
-    status = prepare_image_main(
+    status = prepare_image(
         {**environ, **env}, stream, run=engine, sleep=lambda s: None, clock=lambda: float(next(ticks))
     )
     return status, stream.getvalue(), parse_github_output(output.read_text()), summary.read_text()
@@ -212,7 +212,7 @@ def _steps() -> dict[str, dict]:
 def test_the_image_step_reads_the_plan_and_the_convert_step_runs_its_image():
     steps = _steps()
     image = steps["image"]
-    assert image["run"].strip() == "python3 -m longformer_action.gha prepare-image"
+    assert image["run"].strip() == "python3 -m longformer_action.action.prepare_image"
     assert image["working-directory"] == "${{ github.action_path }}"
     for name in ("IMAGE", "IMAGE_SOURCE", "IMAGE_REASON", "IMAGE_WARNING"):
         assert image["env"][name] == f"${{{{ steps.plan.outputs.{name.lower().replace('_', '-')} }}}}"
@@ -249,7 +249,7 @@ def test_validation_step_plans_the_published_image_from_the_action_path(tmp_path
 
 @pytest.mark.parametrize("bad", ["--privileged", "a b", "-v/:/host"])
 def test_an_image_input_that_is_not_a_reference_is_refused(tmp_path, bad):
-    from longformer_action.gha import InputError, plan_inputs
+    from longformer_action.action.inputs import InputError, plan_inputs
 
     env = {"INPUT_CHECKPOINT": "a.ckpt", "GITHUB_WORKSPACE": str(tmp_path), "RUNNER_TEMP": str(tmp_path / "t")}
     env |= {f"INPUT_{n.upper()}": str(s.get("default", "")) for n, s in ACTION["inputs"].items() if n != "checkpoint"}

@@ -15,9 +15,14 @@ import pytest
 import torch
 from transformers import LongformerConfig, LongformerForQuestionAnswering
 
-from longformer_action import convert, demo, hparams, selection, tasks
-from longformer_action.checkpoint import read_checkpoint
+from longformer_action import demo
 from longformer_action.errors import MappingError
+from longformer_action.mapping.recorded import config_disagreements
+from longformer_action.mapping.target import resolve_problem_type
+from longformer_action.reading import hparams
+from longformer_action.reading.checkpoint import read_checkpoint
+from longformer_action.reading.hparams import labels_from_hparams, recorded_config, recorded_problem_type
+from longformer_action.registry import tasks
 
 from .helpers import one_error_line
 from .lightning_cli import LABELS
@@ -72,9 +77,9 @@ def test_a_pickled_config_three_levels_down(tmp_path, base_model):
     path = _checkpoint(tmp_path, base_model, run={"args": argparse.Namespace(model_config=config)})
     ckpt = read_checkpoint(path)
     assert ckpt.loader == "restricted"
-    found = selection.recorded_config(ckpt.hparams)
+    found = recorded_config(ckpt.hparams)
     assert found is not None and found[1] == "hyper-parameter 'run.args.model_config'"
-    lines = selection.config_disagreements(ckpt.hparams, LongformerConfig.from_pretrained(base_model))
+    lines = config_disagreements(ckpt.hparams, LongformerConfig.from_pretrained(base_model))
     assert lines == ["attention_window is [16, 16] in hyper-parameter 'run.args.model_config' but 8 in the base config"]
 
 
@@ -85,16 +90,16 @@ def test_labels_and_problem_type_under_a_namespace(tmp_path, base_model):
         cfg={"data": argparse.Namespace(label_names=["a", "b"], problem_type="multi_label_classification")},
     )
     ckpt = read_checkpoint(path)
-    assert convert.labels_from_hparams(ckpt.hparams) == (["a", "b"], "hyper-parameter 'cfg.data.label_names'")
-    assert selection.recorded_problem_type(ckpt.hparams) == (
+    assert labels_from_hparams(ckpt.hparams) == (["a", "b"], "hyper-parameter 'cfg.data.label_names'")
+    assert recorded_problem_type(ckpt.hparams) == (
         "multi_label_classification",
         "hyper-parameter 'cfg.data.problem_type'",
     )
     task = tasks.get("text-classification")
-    assert convert.resolve_problem_type(task, None, ckpt.hparams)[0] == "multi_label_classification"
+    assert resolve_problem_type(task, None, ckpt.hparams)[0] == "multi_label_classification"
     with pytest.raises(MappingError, match="--problem-type regression disagrees with hyper-parameter 'cfg.data"):
-        convert.resolve_problem_type(task, "regression", ckpt.hparams)
-    assert convert.resolve_problem_type(tasks.get("token-classification"), None, ckpt.hparams) == (None, "none")
+        resolve_problem_type(task, "regression", ckpt.hparams)
+    assert resolve_problem_type(tasks.get("token-classification"), None, ckpt.hparams) == (None, "none")
 
 
 def test_lightning_cli_hyper_parameters_as_written(lightning_cli_checkpoint):
@@ -103,7 +108,7 @@ def test_lightning_cli_hyper_parameters_as_written(lightning_cli_checkpoint):
     assert ckpt.hparams["_instantiator"] == "pytorch_lightning.cli.instantiate_module"
     assert ckpt.hparams["_class_path"] == "tests.lightning_cli.MultiLabelClassifier"
     assert ckpt.hparams["config"]["class_path"] == "transformers.LongformerConfig"
-    config, where = selection.recorded_config(ckpt.hparams)
+    config, where = recorded_config(ckpt.hparams)
     assert where == "hyper-parameter 'config.init_args'" and config["attention_window"] == [8, 8]
 
 

@@ -9,9 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LEDConfig
 
-from longformer_action import demo, tasks
+from longformer_action import demo
 from longformer_action.errors import MappingError
-from longformer_action.mapping import plan_mapping
+from longformer_action.mapping.layout import plan_mapping
+from longformer_action.registry import tasks
+from longformer_action.registry.families import config_value, sep_token_id
 
 from .fake_hub import FakeHub, point_client_at
 from .helpers import one_error_line
@@ -453,12 +455,12 @@ def public_led(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_config_reads_go_through_the_family(public_led):
     """transformers 5 raises on a field LEDConfig does not define; the check's inputs read none."""
-    from longformer_action.verify import make_inputs
+    from longformer_action.checking.inputs import make_inputs
 
     config = LEDConfig.from_dict({**PUBLIC_LED_CONFIG, **PUBLIC_LED_SIZES})
     with pytest.raises(AttributeError):
         config.sep_token_id  # noqa: B018 - the failure the registry's fields avoid
-    assert tasks.sep_token_id(config) == 2 and tasks.config_value(config, "layers") == 6
+    assert sep_token_id(config) == 2 and config_value(config, "layers") == 6
     inputs = make_inputs(tasks.get(TASK), config)
     assert inputs["input_ids"].shape[1] > 256, "longer than the one-sided window of 256"
     assert (inputs["input_ids"][:, 0] == 0).all() and (inputs["decoder_input_ids"][:, 0] == 2).all()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from transformers import LEDConfig, LongformerConfig
 
-from longformer_action import demo, tasks
-from longformer_action.convert import expected_shapes
+from longformer_action import demo
 from longformer_action.errors import MappingError
-from longformer_action.mapping import check_mapping, head_readings, plan_mapping
+from longformer_action.mapping.layout import check_mapping, head_readings, plan_mapping
+from longformer_action.mapping.target import expected_shapes
+from longformer_action.registry import tasks
 
 H = 32
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, LongformerConfig, LongformerForSequenceClassification
 
 from longformer_action import demo
-from longformer_action.checkpoint import read_checkpoint
+from longformer_action.reading.checkpoint import read_checkpoint
 
 from .helpers import one_error_line
 from .test_convert import saved_tensors

@@ -18,7 +18,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, GenerationConfig
 
-from longformer_action import tokenization
+from longformer_action.checking.inputs import SAMPLE_CONTEXT, SAMPLE_TEXT, SAMPLE_UNICODE
+from longformer_action.reading.base_model import tokenizer_files
+from longformer_action.writing import tokenizer as tokenization
 
 from .conftest import LONGFORMER_TASKS
 from .helpers import one_error_line
@@ -92,11 +94,11 @@ def test_every_task_converts_and_checks(public_folders, public_bases, name, form
     named = _named(report)
     if form == "config-only":
         assert named["tokenizer"]["passed"] is None and named["tokenizer"]["files"] == []
-        assert tokenization.tokenizer_files(out) == [], "no tokenizer is made up"
+        assert tokenizer_files(out) == [], "no tokenizer is made up"
         assert report["conversion"]["tokenizer"] is None
     else:
         assert named["tokenizer"]["passed"] is True, named["tokenizer"]
-        assert LEGACY[BY_NAME[name].tokenizer] <= {p.name for p in tokenization.tokenizer_files(out)}
+        assert LEGACY[BY_NAME[name].tokenizer] <= {p.name for p in tokenizer_files(out)}
     generates = task == "text2text-generation"
     assert ("generation settings" in named) is generates
     assert (out / "generation_config.json").is_file() is generates
@@ -114,10 +116,10 @@ def test_the_folder_tokenizer_is_the_base_tokenizer(public_folders, public_bases
     assert result.exit_code == 0, result.stderr
     base, folder = (AutoTokenizer.from_pretrained(p) for p in (public_bases[(name, "with-tokenizer")], out))
     assert type(folder) is type(base) and len(folder) == len(base) > 30
-    for text in (tokenization.SAMPLE_TEXT, tokenization.SAMPLE_UNICODE, f"Paris is {base.mask_token}."):
+    for text in (SAMPLE_TEXT, SAMPLE_UNICODE, f"Paris is {base.mask_token}."):
         assert folder(text)["input_ids"] == base(text)["input_ids"]
         assert folder.decode(folder(text)["input_ids"]) == base.decode(base(text)["input_ids"])
-    words = folder(tokenization.SAMPLE_TEXT, add_special_tokens=False)["input_ids"]
+    words = folder(SAMPLE_TEXT, add_special_tokens=False)["input_ids"]
     assert words.count(folder.unk_token_id) < len(words) // 4, "words map to tokens, not to the unknown token"
     written = json.loads((out / "tokenizer_config.json").read_text())
     # stated for older readers; WordPiece's decoder cleans up spaces itself, so it says so (the same text)
@@ -128,7 +130,7 @@ def test_the_folder_tokenizer_is_the_base_tokenizer(public_folders, public_bases
 def test_a_bert_vocabulary_keeps_its_vocab_txt(public_folders, public_bases):
     # a BERT-vocabulary Longformer ships vocab.txt, tokenizer_config.json and special_tokens_map.json only
     base = public_bases[("longformer-chinese-bert-vocab", "with-tokenizer")]
-    assert {p.name for p in tokenization.tokenizer_files(base)} == {
+    assert {p.name for p in tokenizer_files(base)} == {
         "vocab.txt",
         "tokenizer_config.json",
         "special_tokens_map.json",
@@ -165,7 +167,7 @@ def test_model_max_length_is_capped_to_the_positions(public_folders, public_base
     assert facts == {"base": None, "saved": 256, "positions": 256, "capped": True}
     assert "`model_max_length` capped from unset to 256" in (out / "README.md").read_text()
 
-    long_text = " ".join([tokenization.SAMPLE_CONTEXT] * 40)
+    long_text = " ".join([SAMPLE_CONTEXT] * 40)
     classify = pipeline("text-classification", model=str(out))
     assert len(classify(long_text, truncation=True)) == 1
     with pytest.raises(IndexError):  # the base's own tokenizer, uncapped, overruns the position table

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from longformer_action.gha import LOCAL_TAG, PUBLISHED_IMAGE_FILE, read_published_image
+from longformer_action.action.image import LOCAL_TAG, PUBLISHED_IMAGE_FILE, read_published_image
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_TOOLS = ROOT.parent / "shared" / "ci"

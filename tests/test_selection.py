@@ -11,9 +11,13 @@ import argparse
 import pytest
 import torch
 
-from longformer_action import adapters, demo, selection
-from longformer_action.checkpoint import read_checkpoint
+from longformer_action import demo
 from longformer_action.errors import MappingError
+from longformer_action.mapping import adapters, selection
+from longformer_action.mapping.recorded import config_disagreements
+from longformer_action.reading.base_model import base_from_hparams
+from longformer_action.reading.checkpoint import read_checkpoint
+from longformer_action.reading.hparams import recorded_config
 
 
 @pytest.fixture(scope="module")
@@ -135,15 +139,15 @@ def _config(base_model, **overrides):
 def test_a_config_object_is_read_from_its_inert_placeholder(tmp_path, base_model):
     ckpt = _hparams_checkpoint(tmp_path, base_model, config=_config(base_model, attention_window=[8, 8]))
     assert ckpt.loader == "restricted", "the config object was not built"
-    found = selection.recorded_config(ckpt.hparams)
+    found = recorded_config(ckpt.hparams)
     assert found is not None and found[1] == "hyper-parameter 'config'"
-    assert selection.config_disagreements(ckpt.hparams, _config(base_model)) == []
-    lines = selection.config_disagreements(ckpt.hparams, _config(base_model, attention_window=16, layer_norm_eps=1e-5))
+    assert config_disagreements(ckpt.hparams, _config(base_model)) == []
+    lines = config_disagreements(ckpt.hparams, _config(base_model, attention_window=16, layer_norm_eps=1e-5))
     assert lines == [
         "attention_window is [8, 8] in hyper-parameter 'config' but 16 in the base config",
         "layer_norm_eps is 1e-12 in hyper-parameter 'config' but 1e-05 in the base config",
     ]
-    base = selection.base_from_hparams(ckpt)
+    base = base_from_hparams(ckpt)
     assert base.spec == "hparams" and base.config["attention_window"] == [8, 8] and base.tokenizer_files == []
 
 
@@ -163,7 +167,7 @@ def test_a_config_object_is_read_from_its_inert_placeholder(tmp_path, base_model
 )
 def test_single_fields_in_a_namespace(tmp_path, base_model, args, problems):
     ckpt = _hparams_checkpoint(tmp_path, base_model, args=args)
-    lines = selection.config_disagreements(ckpt.hparams, _config(base_model))
+    lines = config_disagreements(ckpt.hparams, _config(base_model))
     assert len(lines) == len(problems)
     for line, problem in zip(lines, problems, strict=True):
         assert line.startswith(problem)
@@ -172,7 +176,7 @@ def test_single_fields_in_a_namespace(tmp_path, base_model, args, problems):
 def test_the_demo_hparams_agree(tmp_path, base_model):
     # make_module records only the optimizer's settings: nothing to compare
     module = demo.make_module(base_model)
-    assert selection.config_disagreements(dict(module.hparams), _config(base_model)) == []
+    assert config_disagreements(dict(module.hparams), _config(base_model)) == []
 
 
 def test_find_crfs_by_their_three_tensors():

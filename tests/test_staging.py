@@ -21,7 +21,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from longformer_action import cancel, staging
+from longformer_action import cancel
+from longformer_action.writing import claim, lock, staging
+from longformer_action.writing.claim import _entries
+from longformer_action.writing.lock import (
+    MODEL_DIR,
+    OWNER_NAME,
+    PREFIX,
+    STAGING_SUFFIX,
+    Owner,
+    lock_path,
+    process_start_ticks,
+)
+from longformer_action.writing.rename import RENAME_EXCHANGE, RENAME_NOREPLACE, Unsupported, renameat2
 
 from .helpers import Runs, error_lines, one_error_line
 
@@ -66,7 +78,7 @@ def _left(folder: Path) -> list[str]:
 
 
 def _ours(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(staging.PREFIX))
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(PREFIX))
 
 
 # --- renameat2: why publishing needs it ---------------------------------------------------------------
@@ -79,7 +91,7 @@ def test_plain_rename_replaces_an_empty_folder_and_renameat2_noreplace_does_not(
     os.rename(tmp_path / "a", tmp_path / "b")  # the empty folder b is gone, silently
     assert (tmp_path / "b" / "f").read_text() == "a"
     with pytest.raises(FileExistsError):
-        staging._renameat2(tmp_path / "b", tmp_path / "c", staging.RENAME_NOREPLACE)
+        renameat2(tmp_path / "b", tmp_path / "c", RENAME_NOREPLACE)
     assert (tmp_path / "b" / "f").exists() and (tmp_path / "c").is_dir()
 
 
@@ -87,7 +99,7 @@ def test_renameat2_exchange_swaps(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "in-x").touch()
     (tmp_path / "y").write_text("y")
-    staging._renameat2(tmp_path / "x", tmp_path / "y", staging.RENAME_EXCHANGE)
+    renameat2(tmp_path / "x", tmp_path / "y", RENAME_EXCHANGE)
     assert (tmp_path / "x").read_text() == "y" and (tmp_path / "y" / "in-x").exists()
 
 
@@ -105,8 +117,8 @@ def test_a_long_legal_output_name_converts(cli, checkpoints, base_model, work, l
 
 def test_staging_and_lock_names_are_fixed_size(tmp_path):
     long = tmp_path / ("m" * 255)
-    assert len(staging.lock_path(long).name) == len(staging.lock_path(tmp_path / "m").name) < 64
-    assert staging.lock_path(long) != staging.lock_path(tmp_path / ("m" * 254))
+    assert len(lock_path(long).name) == len(lock_path(tmp_path / "m").name) < 64
+    assert lock_path(long) != lock_path(tmp_path / ("m" * 254))
 
 
 # --- one run per output -------------------------------------------------------------------------------
@@ -132,7 +144,7 @@ def test_two_runs_started_together_exactly_one_wins(runs, checkpoints, base_mode
     assert loser.returncode == 1, err
     assert error_lines(err) == [
         f"Error: another conversion is writing {out} (PID {winner.pid} on host {socket.gethostname()}, started "
-        f"{json.loads(staging.lock_path(out).read_text())['started']}). Wait for it to finish, or choose another "
+        f"{json.loads(lock_path(out).read_text())['started']}). Wait for it to finish, or choose another "
         "--output."
     ]
     assert "read:" not in err, "the loser stops before the slow work"
@@ -151,7 +163,7 @@ def test_the_lock_file_names_its_run_and_is_removed(cli, checkpoints, base_model
     seen = {}
 
     def look() -> None:
-        seen["lock"] = json.loads(staging.lock_path(work / "model").read_text())
+        seen["lock"] = json.loads(lock_path(work / "model").read_text())
         seen["ours"] = _ours(work)
 
     at_stage("check", look)
@@ -164,7 +176,7 @@ def test_the_lock_file_names_its_run_and_is_removed(cli, checkpoints, base_model
 
 
 def test_where_locks_are_not_supported_the_run_says_so(cli, checkpoints, base_model, work, monkeypatch):
-    monkeypatch.setattr(staging, "_try_flock", lambda fd: None)
+    monkeypatch.setattr(lock, "try_flock", lambda fd: None)
     result = _convert(cli, checkpoints["plain"], work / "model", base_model)
     assert result.exit_code == 0, result.stderr
     assert "Warning: output: " in result.stderr
@@ -179,10 +191,10 @@ def test_without_locks_a_run_that_loses_at_publish_fails_cleanly(
     cli, checkpoints, base_model, work, at_stage, monkeypatch
 ):
     # where the file system cannot lock, two runs get past the start; the one that publishes second loses
-    from longformer_action.pipeline import ConvertOptions, convert
+    from longformer_action.commands.convert import ConvertOptions, convert
     from longformer_action.progress import Progress
 
-    monkeypatch.setattr(staging, "_try_flock", lambda fd: None)
+    monkeypatch.setattr(lock, "try_flock", lambda fd: None)
     out = work / "model"
 
     other_log: list[io.StringIO] = []
@@ -229,7 +241,7 @@ def test_an_empty_folder_that_appears_is_not_replaced(
     cli, checkpoints, base_model, work, at_stage, monkeypatch, portable
 ):
     if portable:
-        monkeypatch.setattr(staging, "_renameat2", _unsupported)
+        monkeypatch.setattr(staging, "renameat2", _unsupported)
     out = work / "model"
     at_stage("publish", out.mkdir)
     result = _convert(cli, checkpoints["plain"], out, base_model)
@@ -261,7 +273,7 @@ def test_overwrite_replaces_only_the_folder_it_checked(
     cli, checkpoints, base_model, work, at_stage, monkeypatch, portable
 ):
     if portable:
-        monkeypatch.setattr(staging, "_renameat2", _unsupported)
+        monkeypatch.setattr(staging, "renameat2", _unsupported)
     out = work / "model"
     out.mkdir()
     (out / "old.txt").write_text("old")
@@ -287,7 +299,7 @@ def test_overwrite_refuses_a_checked_folder_that_gained_a_file(cli, checkpoints,
 @pytest.mark.parametrize("portable", [False, True], ids=["renameat2", "portable"])
 def test_overwrite_of_an_unchanged_folder_replaces_it(cli, checkpoints, base_model, work, monkeypatch, portable):
     if portable:
-        monkeypatch.setattr(staging, "_renameat2", _unsupported)
+        monkeypatch.setattr(staging, "renameat2", _unsupported)
     out = work / "model"
     out.mkdir()
     (out / "old.txt").write_text("old")
@@ -302,7 +314,7 @@ def test_something_at_an_absent_output_is_not_replaced(
     cli, checkpoints, base_model, work, at_stage, monkeypatch, portable
 ):
     if portable:
-        monkeypatch.setattr(staging, "_renameat2", _unsupported)
+        monkeypatch.setattr(staging, "renameat2", _unsupported)
     out = work / "model"
     at_stage("publish", lambda: out.write_text("a file"))
     result = _convert(cli, checkpoints["plain"], out, base_model)
@@ -312,7 +324,7 @@ def test_something_at_an_absent_output_is_not_replaced(
 
 
 def _unsupported(*args) -> None:
-    raise staging._Unsupported
+    raise Unsupported
 
 
 def test_a_swap_that_cannot_be_undone_keeps_what_was_there(cli, checkpoints, base_model, work, at_stage, monkeypatch):
@@ -320,7 +332,7 @@ def test_a_swap_that_cannot_be_undone_keeps_what_was_there(cli, checkpoints, bas
     out.mkdir()
     (out / "old.txt").write_text("old")
     at_stage("check", lambda: _replace_folder(out, work / "moved"))
-    real, calls = staging._renameat2, []
+    real, calls = renameat2, []
 
     def second_exchange_fails(source, target, flags):
         calls.append(flags)
@@ -328,7 +340,7 @@ def test_a_swap_that_cannot_be_undone_keeps_what_was_there(cli, checkpoints, bas
             raise OSError(5, "Input/output error")
         real(source, target, flags)
 
-    monkeypatch.setattr(staging, "_renameat2", second_exchange_fails)
+    monkeypatch.setattr(staging, "renameat2", second_exchange_fails)
     result = _convert(cli, checkpoints["plain"], out, base_model, "--overwrite")
     assert result.exit_code == 1
     line = one_error_line(result)
@@ -341,14 +353,14 @@ def test_a_swap_that_cannot_be_undone_keeps_what_was_there(cli, checkpoints, bas
 def test_an_unreadable_output_folder_is_one_error(cli, checkpoints, base_model, work, monkeypatch):
     out = work / "model"
     out.mkdir()
-    real = staging._entries
+    real = _entries
 
     def entries(folder):
         if Path(folder) == out:
             raise PermissionError(13, "Permission denied")
         return real(folder)
 
-    monkeypatch.setattr(staging, "_entries", entries)
+    monkeypatch.setattr(claim, "_entries", entries)
     result = _convert(cli, checkpoints["plain"], out, base_model)
     assert result.exit_code == 1
     assert f"cannot read output folder {out} (Permission denied)" in one_error_line(result)
@@ -362,16 +374,16 @@ def test_a_killed_run_leaves_staging_that_the_next_run_removes(runs, cli, checkp
     out = work / "model"
     run = runs.start(checkpoints["plain"], out, base_model, pause="check")
     runs.wait_paused(run)
-    (partial,) = [p for p in work.iterdir() if p.name.endswith(staging.STAGING_SUFFIX)]
-    owner = json.loads((partial / staging.OWNER_NAME).read_text())
+    (partial,) = [p for p in work.iterdir() if p.name.endswith(STAGING_SUFFIX)]
+    owner = json.loads((partial / OWNER_NAME).read_text())
     assert (owner["pid"], owner["output"]) == (run.pid, str(out))
-    assert owner["start_ticks"] == staging.process_start_ticks(run.pid)
+    assert owner["start_ticks"] == process_start_ticks(run.pid)
 
     # while its run lives, its folder is left alone: by its lock, and (where locks fail) by PID and start time
     lines: list[str] = []
     assert staging.remove_stale(out, lines.append) == []
     with monkeypatch.context() as patched:
-        patched.setattr(staging, "_try_flock", lambda fd: None)
+        patched.setattr(lock, "try_flock", lambda fd: None)
         assert staging.remove_stale(out, lines.append) == []
     alive = f"output: left {partial.name} alone: its run is alive (PID {run.pid} on host {socket.gethostname()}"
     assert len(lines) == 2 and all(line.startswith(alive) for line in lines), lines
@@ -389,22 +401,22 @@ def test_a_killed_run_leaves_staging_that_the_next_run_removes(runs, cli, checkp
 
 
 def test_where_locks_fail_a_dead_or_reused_pid_marks_a_staging_folder_stale(tmp_path, monkeypatch):
-    monkeypatch.setattr(staging, "_try_flock", lambda fd: None)
+    monkeypatch.setattr(lock, "try_flock", lambda fd: None)
     out = tmp_path / "model"
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    me = staging.Owner.current(out)
+    me = Owner.current(out)
     owners = {
-        "gone": staging.Owner(**{**me.__dict__, "pid": int(finished.stdout)}),
-        "reused": staging.Owner(**{**me.__dict__, "start_ticks": (me.start_ticks or 0) + 1}),  # same PID, another start
+        "gone": Owner(**{**me.__dict__, "pid": int(finished.stdout)}),
+        "reused": Owner(**{**me.__dict__, "start_ticks": (me.start_ticks or 0) + 1}),  # same PID, another start
         "alive": me,
-        "elsewhere": staging.Owner(**{**me.__dict__, "host": "another-host"}),
-        "other-output": staging.Owner(**{**me.__dict__, "pid": int(finished.stdout), "output": str(tmp_path / "x")}),
+        "elsewhere": Owner(**{**me.__dict__, "host": "another-host"}),
+        "other-output": Owner(**{**me.__dict__, "pid": int(finished.stdout), "output": str(tmp_path / "x")}),
     }
     folders = {}
     for name, owner in owners.items():
-        folder = tmp_path / f"{staging.PREFIX}{os.urandom(8).hex()}{staging.STAGING_SUFFIX}"
-        (folder / staging.MODEL_DIR).mkdir(parents=True)
-        (folder / staging.OWNER_NAME).write_text(owner.to_json())
+        folder = tmp_path / f"{PREFIX}{os.urandom(8).hex()}{STAGING_SUFFIX}"
+        (folder / MODEL_DIR).mkdir(parents=True)
+        (folder / OWNER_NAME).write_text(owner.to_json())
         folders[name] = folder
     lines: list[str] = []
     removed = staging.remove_stale(out, lines.append)
@@ -417,9 +429,9 @@ def test_where_locks_fail_a_dead_or_reused_pid_marks_a_staging_folder_stale(tmp_
 
 def test_a_stale_folder_that_cannot_be_removed_is_not_reported_removed(tmp_path, monkeypatch):
     out = tmp_path / "model"
-    folder = tmp_path / f"{staging.PREFIX}{os.urandom(8).hex()}{staging.STAGING_SUFFIX}"
+    folder = tmp_path / f"{PREFIX}{os.urandom(8).hex()}{STAGING_SUFFIX}"
     folder.mkdir()
-    (folder / staging.OWNER_NAME).write_text(staging.Owner.current(out).to_json())  # nobody holds its lock
+    (folder / OWNER_NAME).write_text(Owner.current(out).to_json())  # nobody holds its lock
     monkeypatch.setattr(staging.shutil, "rmtree", lambda *args, **kwargs: None)
     lines: list[str] = []
     assert staging.remove_stale(out, lines.append) == []
@@ -428,15 +440,15 @@ def test_a_stale_folder_that_cannot_be_removed_is_not_reported_removed(tmp_path,
 
 
 def test_process_start_ticks_tell_processes_apart():
-    mine = staging.process_start_ticks(os.getpid())
+    mine = process_start_ticks(os.getpid())
     assert isinstance(mine, int) and mine > 0
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert staging.process_start_ticks(child.pid) >= mine
+        assert process_start_ticks(child.pid) >= mine
     finally:
         child.kill()
         child.wait()
-    assert staging.process_start_ticks(child.pid) is None
+    assert process_start_ticks(child.pid) is None
 
 
 # --- free space, known before anything is written ----------------------------------------------------------
@@ -448,7 +460,7 @@ def test_too_little_free_space_fails_before_the_slow_part(cli, checkpoints, base
 
     def statvfs(path):
         asked.append(path)
-        return SimpleNamespace(f_bavail=10, f_frsize=4096) if staging.PREFIX in str(path) else real(path)
+        return SimpleNamespace(f_bavail=10, f_frsize=4096) if PREFIX in str(path) else real(path)
 
     monkeypatch.setattr(os, "statvfs", statvfs)
     result = _convert(cli, checkpoints["plain"], work / "model", base_model)

@@ -19,8 +19,10 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from torch import nn
 
-from longformer_action import demo, tasks
+from longformer_action import demo
 from longformer_action.cli import main
+from longformer_action.registry import tasks
+from longformer_action.registry.attention import global_attention_mask
 
 from .helpers import one_error_line
 
@@ -101,7 +103,7 @@ def compare_with_module(folder: Path, module: Any, task: tasks.Task, atol: float
     """Largest difference between the folder (loaded as a downstream job does) and the trained module."""
     model = task.loader_class().from_pretrained(folder).eval()
     inputs = sample_inputs(task, model.config)
-    mask = tasks.global_attention_mask(module.convention, inputs["input_ids"], model.config.sep_token_id)
+    mask = global_attention_mask(module.convention, inputs["input_ids"], model.config.sep_token_id)
     explicit = {} if module.convention == task.global_attention else {"global_attention_mask": mask}
     with torch.inference_mode():
         want = module(inputs["input_ids"], inputs["attention_mask"], mask)
@@ -438,7 +440,7 @@ def test_a_linear_over_the_pooler_output_is_exactly_a_sequence_classifier(base_m
             return {"logits": self.fc(out.pooler_output)}
 
         def training_step(self, batch, batch_idx):
-            mask = tasks.global_attention_mask("first-token", batch["input_ids"], config.sep_token_id)
+            mask = global_attention_mask("first-token", batch["input_ids"], config.sep_token_id)
             logits = self(batch["input_ids"], batch["attention_mask"], mask)["logits"]
             return nn.functional.cross_entropy(logits, batch["label"])
 

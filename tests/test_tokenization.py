@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, LEDConfig, LongformerConfig
 
-from longformer_action import demo, tokenization
+from longformer_action import demo
+from longformer_action.checking.inputs import SAMPLE_CONTEXT
+from longformer_action.checking.tokenizer import check_max_length
 from longformer_action.errors import BaseModelError
+from longformer_action.reading.base_model import tokenizer_files
+from longformer_action.writing import tokenizer as tokenization
 
 from .helpers import one_error_line
 from .public_models import BY_NAME, make_public_base
@@ -28,16 +32,16 @@ def test_model_max_length_is_capped_to_the_positions(tmp_path):
     base = _base_with_length(tmp_path / "base", 4096, max_position_embeddings=130)
     config = LongformerConfig.from_pretrained(base)
     assert tokenization.usable_positions(config) == 128
-    tokenizer = tokenization.load_base_tokenizer(base, tokenization.tokenizer_files(base), config)
+    tokenizer = tokenization.load_base_tokenizer(base, tokenizer_files(base), config)
     out = tmp_path / "out"
     out.mkdir()
     facts = tokenization.write_tokenizer(tokenizer, out, config)
     assert (facts.base_max_length, facts.saved_max_length, facts.capped) == (4096, 128, True)
     saved = AutoTokenizer.from_pretrained(out)
     assert saved.model_max_length == 128
-    assert len(saved(" ".join([tokenization.SAMPLE_CONTEXT] * 20), truncation=True)["input_ids"]) == 128
-    assert tokenization.check_max_length(saved, 4096, 128) == []
-    uncapped = tokenization.check_max_length(AutoTokenizer.from_pretrained(base), 4096, 128)
+    assert len(saved(" ".join([SAMPLE_CONTEXT] * 20), truncation=True)["input_ids"]) == 128
+    assert check_max_length(saved, 4096, 128) == []
+    uncapped = check_max_length(AutoTokenizer.from_pretrained(base), 4096, 128)
     assert uncapped[0] == (
         "tokenizer_config.json: model_max_length is 4096 where the model's positions allow 128 (the base's is 4096)"
     )
@@ -48,7 +52,7 @@ def test_model_max_length_is_capped_to_the_positions(tmp_path):
 def test_a_shorter_model_max_length_is_kept(tmp_path):
     base = _base_with_length(tmp_path / "base", 64)
     config = LongformerConfig.from_pretrained(base)
-    tokenizer = tokenization.load_base_tokenizer(base, tokenization.tokenizer_files(base), config)
+    tokenizer = tokenization.load_base_tokenizer(base, tokenizer_files(base), config)
     facts = tokenization.write_tokenizer(tokenizer, tmp_path, config)
     assert (facts.saved_max_length, facts.capped) == (64, False)
 
@@ -61,7 +65,7 @@ def test_led_positions_are_the_encoders():
 def test_tokenizer_files_are_found_by_what_they_are(tmp_path):
     for name in ("tokenizer.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "merges.txt", "x.bin"):
         (tmp_path / name).write_text("x")
-    assert [p.name for p in tokenization.tokenizer_files(tmp_path)] == [
+    assert [p.name for p in tokenizer_files(tmp_path)] == [
         "merges.txt",
         "sentencepiece.bpe.model",
         "spiece.model",
@@ -90,7 +94,7 @@ def test_a_tokenizer_class_that_does_not_read_the_vocabulary_is_an_error(base_mo
     (base / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 4096}))
     config = LongformerConfig.from_pretrained(base)
     with pytest.raises(BaseModelError) as info:
-        tokenization.load_base_tokenizer(base, tokenization.tokenizer_files(base), config)
+        tokenization.load_base_tokenizer(base, tokenizer_files(base), config)
     message = info.value.format_message()
     assert "(sentencepiece.bpe.model, special_tokens_map.json, tokenizer_config.json)" in message
     assert "only its special tokens" in message and "XLMRobertaTokenizer for sentencepiece.bpe.model" in message
@@ -99,4 +103,4 @@ def test_a_tokenizer_class_that_does_not_read_the_vocabulary_is_an_error(base_mo
 def test_a_tokenizer_larger_than_the_vocabulary_is_an_error(base_model, tmp_path):
     config = LongformerConfig.from_pretrained(base_model, vocab_size=100)
     with pytest.raises(BaseModelError, match=r"has \d+ tokens but config.json's vocab_size is 100"):
-        tokenization.load_base_tokenizer(base_model, tokenization.tokenizer_files(base_model), config)
+        tokenization.load_base_tokenizer(base_model, tokenizer_files(base_model), config)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from longformer_action import convert as convert_module
 from longformer_action.errors import EXIT_CHECK_FAILED
+from longformer_action.writing import folder as convert_module
 
 from .helpers import one_error_line
 
@@ -192,8 +192,8 @@ def test_verify_folder_without_config(cli, checkpoints, tmp_path):
 def test_check_without_tokenizer_uses_three_separators(checkpoints, base_model_no_tokenizer, tmp_path):
     from transformers import LongformerConfig
 
-    from longformer_action import tasks
-    from longformer_action.verify import make_inputs
+    from longformer_action.checking.inputs import make_inputs
+    from longformer_action.registry import tasks
 
     config = LongformerConfig.from_pretrained(base_model_no_tokenizer)
     qa = tasks.get("question-answering")

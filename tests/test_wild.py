@@ -137,7 +137,7 @@ def _lora_module(base: Path, task: str, lora_kwargs: dict):
     from peft import LoraConfig, get_peft_model
     from transformers import LongformerConfig
 
-    from longformer_action import tasks
+    from longformer_action.registry import tasks
 
     entry = tasks.get(task)
     config = LongformerConfig.from_pretrained(base, num_labels=3)
@@ -540,7 +540,7 @@ def test_keep_converts_the_tagger_and_keeps_the_crf(cli, crf_checkpoint, base_mo
     assert "| `crf.transitions` | [3, 3] | float32 | `--keep` |" in card
     assert "are a CRF over 3 tags: they decode the classifier's logits" in card and "Viterbi decoding" in card
     assert "# trained with a CRF (crf.* in custom_head.safetensors)" in card
-    from longformer_action.report import summary_markdown
+    from longformer_action.publishing.summary import summary_markdown
 
     summary = summary_markdown(report)
     assert "### Kept beside the model: `custom_head.safetensors`" in summary

@@ -1,0 +1,215 @@
+"""The action's inputs, checked and turned into the convert step's arguments (standard library only)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..registry.names import DTYPES, GLOBAL_ATTENTION, TASKS
+from .image import _IMAGE_INPUT, BUILD, plan_image
+
+#: Where the container sees the runner's folders (the mounts the runner itself uses for container steps).
+CONTAINER_WORKSPACE = "/github/workspace"
+
+
+CONTAINER_RUNNER_TEMP = "/github/runner_temp"
+
+
+#: Where ``checkpoint-artifact`` is downloaded, below ``RUNNER_TEMP``.
+ARTIFACT_DOWNLOAD_DIR = "longformer-convert/checkpoint-artifact"
+
+
+_BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+
+
+_ARTIFACT_NAME_FORBIDDEN = '":<>|*?\r\n\\/'
+
+
+class InputError(ValueError):
+    """An action input with a bad value: ``name`` is the input, the message says what is wrong and the fix."""
+
+    def __init__(self, name: str, problem: str, fix: str) -> None:
+        self.name = name
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"Input '{name}' {problem}. Fix: {fix}")
+
+
+def action_input(environ: Mapping[str, str], name: str) -> str:
+    """An input as the runner passes it: ``INPUT_<NAME>``, spaces as ``_``, upper-cased, hyphens kept."""
+    return environ.get(f"INPUT_{name.replace(' ', '_').upper()}", "").strip()
+
+
+def _boolean(environ: Mapping[str, str], name: str) -> bool:
+    value = action_input(environ, name)
+    if value not in _BOOLEANS:
+        raise InputError(name, f"is '{value}', not a boolean", f"write `{name}: true` or `{name}: false`")
+    return _BOOLEANS[value]
+
+
+def _container_path(
+    environ: Mapping[str, str], name: str, value: str, *, relative_to: str | None = None
+) -> tuple[str, str]:
+    """(host path, container path) of a path input; relative paths are relative to the workspace."""
+    workspace = environ.get("GITHUB_WORKSPACE", "")
+    runner_temp = environ.get("RUNNER_TEMP", "")
+    path = Path(value)
+    if relative_to is not None:
+        if path.is_absolute() or ".." in path.parts:
+            raise InputError(
+                name,
+                f"is '{value}', which is not a path inside the artifact",
+                "give the file's path relative to the artifact's root",
+            )
+        rel = Path(os.path.normpath(path))
+        return str(Path(relative_to) / rel), f"{CONTAINER_RUNNER_TEMP}/{ARTIFACT_DOWNLOAD_DIR}/{rel.as_posix()}"
+    host = Path(os.path.normpath(path if path.is_absolute() else Path(workspace) / path))
+    roots = [(Path(workspace), CONTAINER_WORKSPACE), (Path(runner_temp), CONTAINER_RUNNER_TEMP)]
+    for root, mount in roots:
+        if str(root) in ("", ".") or not root.is_absolute():
+            continue
+        root = Path(os.path.normpath(root))
+        if host == root or root in host.parents:
+            rel = host.relative_to(root).as_posix()
+            return str(host), mount if rel == "." else f"{mount}/{rel}"
+    raise InputError(
+        name,
+        f"is '{value}', outside the workspace and RUNNER_TEMP, so the conversion container cannot see it",
+        "give a path relative to the workspace (where actions/checkout puts the repository)",
+    )
+
+
+def _comma_list(environ: Mapping[str, str], name: str, empty: str, fix: str) -> str:
+    """A comma-separated input with its items stripped; an empty item is an ``InputError``."""
+    value = action_input(environ, name)
+    items = [item.strip() for item in value.split(",")] if value else []
+    if not all(items):
+        raise InputError(name, f"is '{value}', which has {empty}", fix)
+    return ",".join(items)
+
+
+def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
+    """Validate the action's inputs and plan the conversion: the values later steps use, as strings.
+
+    Args:
+        environ: the step's environment: ``INPUT_*`` (hyphens kept), ``GITHUB_WORKSPACE``, ``RUNNER_TEMP``.
+
+    Returns:
+        Step outputs: ``checkpoint`` and ``output`` (container paths), ``base-model``, ``model-dir`` and
+        ``report`` (host paths), ``download-path``, ``check``, ``upload``, ``build`` (``true``/``false``) ...
+
+    Raises:
+        InputError: the first bad input, with its fix.
+    """
+    get = lambda name: action_input(environ, name)  # noqa: E731
+    plan: dict[str, str] = {}
+    checkpoint, artifact = get("checkpoint"), get("checkpoint-artifact")
+    if not checkpoint:
+        raise InputError(
+            "checkpoint",
+            "is empty; it is required",
+            "give the .ckpt file's path, e.g. `checkpoint: checkpoints/best.ckpt` "
+            "(its path inside `checkpoint-artifact` when that is set)",
+        )
+    download = str(Path(environ.get("RUNNER_TEMP", "")) / ARTIFACT_DOWNLOAD_DIR)
+    plan["download-path"] = download if artifact else ""
+    _, plan["checkpoint"] = _container_path(
+        environ, "checkpoint", checkpoint, relative_to=download if artifact else None
+    )
+    base = get("base-model")
+    if not base:
+        raise InputError(
+            "base-model", "is empty", "leave it out for allenai/longformer-base-4096, or give a Hub id or a folder"
+        )
+    if base.startswith("/"):
+        base = _container_path(environ, "base-model", base)[1]
+    plan["base-model"] = base
+    plan["revision"] = get("revision")
+    task = get("task")
+    if task not in TASKS:
+        raise InputError(
+            "task",
+            f"is '{task}', not one of {', '.join(TASKS)}",
+            "leave it out (`auto` reads the task from the checkpoint's head) or write e.g. `task: text-classification`",
+        )
+    plan["task"] = task
+    plan["labels"] = _comma_list(
+        environ, "labels", "an empty label", "write the names in output order, e.g. `labels: NEG,POS`"
+    )
+    plan["drop"] = _comma_list(
+        environ, "drop", "an empty prefix", "write the key prefixes comma-separated, e.g. `drop: loss_fn.,class_prior`"
+    )
+    plan["keep"] = _comma_list(
+        environ, "keep", "an empty prefix", "write the key prefixes comma-separated, e.g. `keep: crf.`"
+    )
+    attention = get("global-attention")
+    if attention not in GLOBAL_ATTENTION:
+        raise InputError(
+            "global-attention",
+            f"is '{attention}', not one of {', '.join(GLOBAL_ATTENTION)}",
+            "leave it out for the task's default, or write e.g. `global-attention: first-token`",
+        )
+    plan["global-attention"] = attention
+    dtype = get("dtype")
+    if dtype not in DTYPES:
+        raise InputError(
+            "dtype",
+            f"is '{dtype}', not one of {', '.join(DTYPES)}",
+            f"write e.g. `dtype: float16`; one of {', '.join(DTYPES)}",
+        )
+    plan["dtype"] = dtype
+    output = get("output-dir")
+    if not output:
+        raise InputError("output-dir", "is empty", "give a folder relative to the workspace, e.g. `output-dir: model`")
+    plan["model-dir"], plan["output"] = _container_path(environ, "output-dir", output)
+    if plan["output"] in (CONTAINER_WORKSPACE, CONTAINER_RUNNER_TEMP):
+        raise InputError(
+            "output-dir",
+            f"is '{output}', the workspace itself",
+            "give a new folder inside it, e.g. `output-dir: model`",
+        )
+    plan["report"] = str(Path(plan["model-dir"]) / "conversion-report.json")
+    plan["check"] = str(_boolean(environ, "check")).lower()
+    atol = get("atol")
+    if atol:
+        try:
+            ok = float(atol) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InputError(
+                "atol",
+                f"is '{atol}', not a positive number",
+                "write e.g. `atol: 1e-4`, or leave it out for the dtype's default",
+            )
+    plan["atol"] = atol
+    plan["upload"] = str(_boolean(environ, "upload")).lower()
+    name = get("artifact-name")
+    bad = sorted({c for c in name if c in _ARTIFACT_NAME_FORBIDDEN})
+    if plan["upload"] == "true" and (not name or bad):
+        shown = " ".join(repr(c) for c in bad)
+        problem = "is empty" if not name else f"is '{name}', which holds {shown}"
+        raise InputError(
+            "artifact-name",
+            problem,
+            'choose a name without " : < > | * ? \\r \\n \\ /, e.g. `artifact-name: longformer-model`',
+        )
+    plan["artifact-name"] = name
+    days = get("retention-days")
+    if days and not (days.isdigit() and 1 <= int(days) <= 90):
+        raise InputError(
+            "retention-days",
+            f"is '{days}', not a whole number of days from 1 to 90",
+            "write e.g. `retention-days: 7`, or leave it out for the repository's default",
+        )
+    plan["retention-days"] = days
+    image = get("image")
+    if image and image != BUILD and not _IMAGE_INPUT.fullmatch(image):
+        raise InputError(
+            "image",
+            f"is '{image}', not an image reference",
+            "write e.g. `image: ghcr.io/owner/longformer-convert-action:v1`, `image: build`, or leave it out",
+        )
+    plan.update(plan_image(image, environ.get("GITHUB_ACTION_PATH", "")).outputs())
+    return plan

@@ -1,0 +1,83 @@
+"""``inspect``: describe a checkpoint without loading its tensor data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConversionError, MappingError
+from ..mapping import adapters, selection
+from ..mapping.extra_keys import explain_extra_keys
+from ..mapping.layout import head_readings, plan_mapping
+from ..reading.checkpoint import read_checkpoint
+from ..registry import tasks
+from ..registry.families import FAMILIES
+
+
+def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, Any]:
+    """Describe a checkpoint without loading its tensor data: format, progress, layout, sizes."""
+    ckpt = read_checkpoint(checkpoint, trust=trust_checkpoint)
+    tensors = {k: v for k, v in ckpt.state_dict.items() if hasattr(v, "shape")}
+    info: dict[str, Any] = {
+        "path": str(ckpt.path),
+        "format": ckpt.file_format,
+        "generation": ckpt.writer,
+        "loader": ckpt.loader,
+        "placeholders": ckpt.placeholders,
+        "lightning_version": ckpt.lightning_version,
+        "epoch": ckpt.epoch,
+        "global_step": ckpt.global_step,
+        "top_level_keys": ckpt.top_level_keys,
+        "hyper_parameters": ckpt.hyper_parameters,
+        "tensors": len(tensors),
+        "parameters": sum(int(t.numel()) for t in tensors.values()),
+        "dtypes": dict(Counter(str(t.dtype).removeprefix("torch.") for t in tensors.values())),
+        "weight_bytes": ckpt.weight_bytes(),
+        "file_bytes": ckpt.file_bytes,
+        "layout": None,
+        "task": None,
+        "layout_error": None,
+    }
+    info["other_bytes"] = max(info["file_bytes"] - info["weight_bytes"], 0)
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    copies = selection.find_copies(shapes)
+    info["copies"] = [{"copy": c.option, "encoder": c.encoder, "keys": len(c.keys)} for c in copies]
+    found = adapters.find_adapters(shapes)
+    info["adapters"] = None if found is None else {"root": found.root, "modules": list(found.modules)}
+    if found is not None:
+        shapes = adapters.merged_shapes(shapes, found)
+    try:
+        if copies:
+            selection.select_copy(shapes, None)  # raises, listing the copies and the --copy of each
+        info["head"] = head_readings(shapes)
+        info["crfs"] = selection.find_crfs(shapes)
+        try:
+            mapping = plan_mapping(shapes)
+        except MappingError as exc:  # keys beside a head: name every way out, as convert does
+            raise explain_extra_keys(shapes, exc, task="auto", prefix="auto") from None
+    except ConversionError as exc:
+        info["layout_error"] = exc.format_message()
+        return info
+    task = tasks.get(mapping.task, mapping.family)
+    family = FAMILIES[mapping.family]
+    info["layout"] = {
+        "description": mapping.layout,
+        "wrapper_prefix": mapping.wrapper_prefix,
+        "encoder_prefix": mapping.encoder_prefix,
+        "head_prefix": mapping.head_prefix,
+        "mapped": len(mapping.mapped),
+        "dropped": dict(mapping.dropped),
+    }
+    info["task"] = task.name
+    info["family"] = family.name
+    info["architecture"] = task.architecture
+    info["num_labels"] = mapping.num_labels if task.labels else None
+    prefix = tasks.encoder_target(task)
+    embeddings = tensors[next(s for s, t in mapping.mapped.items() if t == prefix + family.vocab_key)]
+    info["shape"] = {"vocab_size": int(embeddings.shape[0]), "hidden_size": int(embeddings.shape[1])}
+    for field, stack in family.layers.items():
+        info["shape"][field] = len(
+            {t[len(prefix + stack) :].split(".")[0] for t in mapping.mapped.values() if t.startswith(prefix + stack)}
+        )
+    return info

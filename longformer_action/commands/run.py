@@ -1,0 +1,83 @@
+"""Run a command's work: bugs become one error line, and in GitHub Actions the run gets log groups,
+annotations, outputs and the step summary."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import CheckFailed, ConversionError, UnexpectedError
+
+# Interpreter teardown garbage-collects every object torch and transformers built (about 1 s on 2
+# cores) though nothing alive at exit needs it: files are closed by `with` blocks. Registered at
+# import, so it runs after every handler registered later.
+atexit.register(gc.freeze)
+
+
+@contextlib.contextmanager
+def _bugs_as_errors(command: str, *, debug: bool, progress: Any = None) -> Iterator[None]:
+    """Turn an exception no check foresaw into one ``UnexpectedError`` line naming the stage it escaped from.
+
+    ``--debug`` prints its traceback first. Click's own exceptions (usage errors, exit) pass through.
+    """
+    try:
+        yield
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except Exception as exc:
+        if debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        raise UnexpectedError(getattr(progress, "failed", None) or command, exc) from exc
+
+
+def _run(
+    work: Callable[[Any], dict[str, Any]],
+    *,
+    outputs: Callable[[dict[str, Any]], dict[str, str]],
+    owned: list[Path | None],
+    command: str,
+    debug: bool = False,
+) -> dict[str, Any]:
+    """Run a command's work; in GitHub Actions add groups, annotations, outputs and the summary."""
+    from ..action.toolkit import Actions
+    from ..progress import ActionsProgress, Progress
+
+    actions = Actions.detect()
+    if actions:
+        actions.add_mask(os.environ.get("HF_TOKEN"))
+        debug = debug or os.environ.get("RUNNER_DEBUG") == "1"  # a re-run with debug logging
+    progress = ActionsProgress(actions.stream) if actions else Progress()
+    try:
+        with _bugs_as_errors(command, debug=debug, progress=progress):
+            report = work(progress)
+    except ConversionError as exc:
+        if actions:
+            from ..publishing.summary import summary_markdown
+
+            title = "Check failed" if isinstance(exc, CheckFailed) else f"longformer-convert: {exc.stage} failed"
+            actions.error(exc.format_message(), title=title)
+            report = getattr(exc, "report", None)
+            actions.append_summary(
+                summary_markdown(report)
+                if report
+                else f"## Longformer conversion failed\n\n> **Error:** {exc.format_message()}\n"
+            )
+        raise
+    finally:
+        if actions:
+            actions.hand_back(*owned)
+    if actions:
+        from ..publishing.summary import summary_markdown
+
+        actions.set_outputs(outputs(report))
+        actions.append_summary(summary_markdown(report))
+    return report

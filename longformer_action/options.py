@@ -1,0 +1,157 @@
+"""The command line's shared options and parameter types (sizes like 500MB, comma-separated labels)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .registry.names import GLOBAL_ATTENTION
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+
+
+_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    match = _SIZE.match(value)
+    if not match:
+        raise click.BadParameter(f"'{value}' is not a size; write it like 500MB, 2GB or 1GiB")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").lower()])
+
+
+_checkpoint_option = click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(path_type=Path, readable=False),  # an unreadable file is the reader's to explain
+    help="The Lightning .ckpt file (or a Lightning Fabric fabric.save file, a torch.save'd state dict, a .safetensors "
+    "file, a folder transformers wrote: a Trainer's checkpoint-N or save_pretrained's output, or the folder an FSDP "
+    "strategy wrote; DeepSpeed folders get the command that consolidates them).",
+)
+
+
+_trust_option = click.option(
+    "--trust-checkpoint",
+    is_flag=True,
+    help="Unpickle the checkpoint fully. This runs any code the file carries: only for files you trust.",
+)
+
+
+_atol_option = click.option(
+    "--atol",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Absolute tolerance on the logits. Default by saved dtype: 1e-5 float32, 1e-2 float16, 5e-2 bfloat16.",
+)
+
+
+_report_option = click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the JSON report here (written even when the check fails).",
+)
+
+
+_debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    envvar="LONGFORMER_CONVERT_DEBUG",
+    help="Print the traceback of an unexpected failure (a bug) as well as its Error line; also "
+    "LONGFORMER_CONVERT_DEBUG=1 (and a GitHub Actions re-run with debug logging).",
+)
+
+
+_module_option = click.option(
+    "--lightning-module",
+    default=None,
+    metavar="PKG.MODULE:CLASS",
+    help="Use your LightningModule's forward as the check's reference (needs --trust-checkpoint: it runs your code).",
+)
+
+
+def _needs_trust(options: dict[str, Any]) -> None:
+    if options.get("lightning_module") and not options.get("trust_checkpoint"):
+        raise click.UsageError(
+            "--lightning-module loads the checkpoint with your class, which unpickles it fully: add --trust-checkpoint"
+        )
+
+
+def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(n.strip() for n in value.split(","))
+    if not all(names):
+        raise click.BadParameter(f"'{value}' has an empty label; write it like NEG,POS or O,B-PER,I-PER")
+    return names
+
+
+_global_attention_option = click.option(
+    "--global-attention",
+    type=click.Choice(GLOBAL_ATTENTION),
+    default="default",
+    show_default=True,
+    help="The global attention the LightningModule passed: 'default' is the task class's own (question tokens "
+    "for QA, <s> for text classification and LED, none for token classification and fill-mask, the choices for "
+    "multiple choice); the check uses it, and the model card shows the call.",
+)
+
+
+_prefix_option = click.option(
+    "--prefix",
+    default="auto",
+    show_default=True,
+    help="Prefix of the encoder's keys in the state dict, e.g. 'model.' or 'model.longformer.'; 'auto' detects it.",
+)
+
+
+_copy_option = click.option(
+    "--copy",
+    default=None,
+    metavar="PREFIX",
+    help="Which copy of the model to convert when the checkpoint holds several (an EMA or SWA average beside the "
+    "raw weights, a teacher and a student): the prefix of its keys, e.g. 'ema.module.', or '.' for the copy at the "
+    "root. The other copies are dropped and listed in the report.",
+)
+
+
+_drop_option = click.option(
+    "--drop",
+    multiple=True,
+    metavar="PREFIX",
+    help="Drop the checkpoint keys that start with PREFIX (repeatable), e.g. 'loss_fn.' for a weighted loss's "
+    "class weights; the report and the model card list them as dropped by --drop.",
+)
+
+
+_keep_option = click.option(
+    "--keep",
+    multiple=True,
+    metavar="PREFIX",
+    help="Keep the checkpoint keys that start with PREFIX (repeatable) beside the model, in custom_head.safetensors, "
+    "while the rest converts to the task's class: trained tensors no transformers class computes next to its head, "
+    "e.g. 'crf.' for a CRF's transitions over a token classifier's logits; the report and the model card list them "
+    "with their shapes.",
+)
+
+
+_adapter_option = click.option(
+    "--adapter-config",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="peft's adapter_config.json (or the folder holding it) of the LoRA adapters in the checkpoint: they are "
+    "merged as peft merges them, and checked against the unmerged adapter model.",
+)
