@@ -1,1 +1,1 @@
-"""x"""
+"""The commands' work: ``convert``, ``verify`` and ``inspect`` over the shared stages."""

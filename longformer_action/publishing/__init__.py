@@ -1,1 +1,1 @@
-"""x"""
+"""The publish stage: the report, the model card and the step summary."""
