@@ -77,6 +77,42 @@ def test_three_copies_and_their_bookkeeping(qa_keys):
         selection.select_copy(names, None)
 
 
+@pytest.fixture(scope="module")
+def led_keys(led_base_model) -> list[str]:
+    from transformers import LEDConfig, LEDForConditionalGeneration
+
+    with torch.device("meta"):
+        model = LEDForConditionalGeneration(LEDConfig.from_pretrained(led_base_model))
+    return list(model.state_dict())
+
+
+def test_ema_of_an_led_is_found_by_the_families_anchor(led_keys):
+    # LED's base model is found by its own anchor (encoder.embed_positions), not Longformer's word embeddings
+    names = _under("model.", led_keys) + _under("ema.module.", led_keys) + ["ema.n_averaged"]
+    copies = selection.find_copies(names)
+    assert [(c.option, c.encoder, c.extra) for c in copies] == [
+        ("ema.module.", "ema.module.led.", ("ema.n_averaged",)),
+        ("model.", "model.led.", ()),
+    ]
+    picked = selection.select({k: (1,) for k in names}, copy="ema.module.")
+    assert set(picked.shapes) == set(_under("ema.module.", led_keys))
+    with pytest.raises(MappingError, match=r"holds 2 copies .*--copy ema\.module\..*--copy model\."):
+        selection.select({k: (1,) for k in names})
+
+
+def test_an_led_saved_without_its_embeddings_names_what_is_missing(led_keys):
+    embeddings = ("shared", "embed_positions", "layernorm_embedding", "embed_tokens")
+    frozen = [k for k in _under("model.", led_keys) if not any(e in k for e in embeddings)]
+    with pytest.raises(MappingError) as info:
+        selection.select({k: (1,) for k in frozen})
+    message = info.value.format_message()
+    assert message.startswith(
+        "the checkpoint has part of an LED encoder-decoder model under 'model.led.': the encoder (2 layers, with "
+        "global attention), the decoder, but not the embeddings (missing 'model.led.decoder.embed_positions.weight'"
+    )
+    assert "strict_loading=False" in message
+
+
 def test_copy_on_a_single_model(qa_keys):
     assert selection.select_copy(qa_keys, None) == (None, {})
     assert selection.select_copy(qa_keys, ".") == (None, {})

@@ -55,7 +55,7 @@ def encoder_outputs(
     import torch.nn.functional as F
 
     family = FAMILIES[task.family]
-    prefix = tasks.encoder_target(task)
+    prefix = tasks.base_model_prefix(task)
     state = {
         k[len(prefix) :]: v.float() if v.is_floating_point() else v
         for k, v in tensors.items()

@@ -73,7 +73,7 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
     info["family"] = family.name
     info["architecture"] = task.architecture
     info["num_labels"] = mapping.num_labels if task.labels else None
-    prefix = tasks.encoder_target(task)
+    prefix = tasks.base_model_prefix(task)
     embeddings = tensors[next(s for s, t in mapping.mapped.items() if t == prefix + family.vocab_key)]
     info["shape"] = {"vocab_size": int(embeddings.shape[0]), "hidden_size": int(embeddings.shape[1])}
     for field, stack in family.layers.items():

@@ -226,7 +226,7 @@ def merge(
 
     wrapper = mapping.wrapper_prefix
     wraps_class = mapping.head_prefix != "" and found.root == wrapper + mapping.head_prefix
-    wraps_encoder = tasks.encoder_target(task) == "" and found.root == wrapper + mapping.encoder_prefix
+    wraps_encoder = tasks.base_model_prefix(task) == "" and found.root == wrapper + mapping.encoder_prefix
     if not (found.root.endswith(PEFT_PREFIX) and (wraps_class or wraps_encoder)):
         raise MappingError(
             f"LoRA adapters are merged when peft wraps the task's transformers class ({task.architecture}); "

@@ -130,7 +130,7 @@ def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str
         num_labels=reading.num_labels,
         family=family.name,
     )
-    target_encoder = tasks.encoder_target(chosen)
+    target_encoder = tasks.base_model_prefix(chosen)
     for name, source in back.items():
         if name in reading.mapped:
             result.mapped[source] = reading.mapped[name]

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import MappingError
+from ..registry.families import FAMILIES, Family
 from ..text import quoted
 from .keys import strip_wrappers
 
@@ -34,22 +35,6 @@ KEEP_REASON = "kept beside the model in custom_head.safetensors by --keep (the c
 
 #: The ``--copy`` value that selects the copy at the root of the state dict.
 ROOT_COPY = "."
-
-
-_ANCHOR = "embeddings.word_embeddings.weight"
-
-
-_GLOBAL = ".attention.self.query_global."
-
-
-_ENCODER_PARTS = {
-    "embeddings": "the embeddings",
-    "encoder": "the attention layers",
-    "pooler": "the pooler",
-}
-
-
-_EMBEDDINGS = ("word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias")
 
 
 def _shown(keys: Iterable[str], limit: int = 6) -> str:
@@ -142,7 +127,10 @@ class Copy:
 
 
 def _encoders(stripped: Iterable[str]) -> list[str]:
-    return sorted({n[: -len(_ANCHOR)] for n in stripped if n == _ANCHOR or n.endswith("." + _ANCHOR)})
+    # each family's base model is found by its anchor key (Family.anchor); its prefix is the copy's encoder
+    names = list(stripped)
+    anchors = [family.anchor for family in FAMILIES.values()]
+    return sorted({n[: -len(a)] for n in names for a in anchors if n == a or n.endswith("." + a)})
 
 
 def find_copies(names: Iterable[str]) -> list[Copy]:
@@ -253,28 +241,37 @@ def check_encoder_parts(names: Iterable[str]) -> None:
     _, stripped = strip_wrappers(names)
     if _encoders(stripped.values()):
         return
-    marks = [n for n in stripped.values() if _GLOBAL in "." + n and ".layer." in "." + n]
+    for family in FAMILIES.values():
+        _check_family_parts(family, stripped.values())
+    if names and not any(_is_encoder_part(n) for n in stripped.values()):
+        family = FAMILIES["longformer"]
+        raise MappingError(
+            f"no Longformer encoder in the checkpoint: it holds {len(names)} keys ({_shown(names)}) and none of "
+            f"an encoder (no '{family.anchor}', no attention layers)",
+            "if the module froze the encoder and saved only what it trained (strict_loading=False), save a "
+            "checkpoint with the whole model's state dict; otherwise pass the checkpoint of a Longformer model",
+        )
+
+
+def _check_family_parts(family: Family, stripped: Iterable[str]) -> None:
+    # the family's attention layers (with its global-attention weights) without its embeddings
+    names = list(stripped)
+    stack = "." + next(iter(family.layers.values()))  # the encoder's layers: ".encoder.layer." (LED: ".layers.")
+    marks = [n for n in names if family.global_mark in "." + n and stack in "." + n]
     if not marks:
-        if names and not any(_is_encoder_part(n) for n in stripped.values()):
-            raise MappingError(
-                f"no Longformer encoder in the checkpoint: it holds {len(names)} keys ({_shown(names)}) and none of "
-                f"an encoder (no '{_ANCHOR}', no attention layers)",
-                "if the module froze the encoder and saved only what it trained (strict_loading=False), save a "
-                "checkpoint with the whole model's state dict; otherwise pass the checkpoint of a Longformer model",
-            )
         return
-    prefix = min({m[: ("." + m).index(".encoder.layer.")] for m in marks if ".encoder.layer." in "." + m}, default="")
-    under = [n[len(prefix) :] for n in stripped.values() if n.startswith(prefix)]
-    layers = {n.split(".")[2] for n in under if n.startswith("encoder.layer.")}
-    present = sorted({n.split(".")[0] for n in under} & set(_ENCODER_PARTS))
+    prefix = min({m[: ("." + m).index(stack)] for m in marks}, default="")
+    under = [n[len(prefix) :] for n in names if n.startswith(prefix)]
+    layers = {n.split(".")[2] for n in under if n.startswith(stack[1:])}
+    present = [p for p in family.part_names if p in {n.split(".")[0] for n in under}]
+    root = stack[1:].split(".")[0]  # the part that holds the layers ("encoder")
     shown = ", ".join(
-        _ENCODER_PARTS[p] + (f" ({len(layers)} layers, with global attention)" if p == "encoder" else "")
-        for p in present
+        family.part_names[p] + (f" ({len(layers)} layers, with global attention)" if p == root else "") for p in present
     )
-    missing = [f"{prefix}embeddings.{e}" for e in _EMBEDDINGS if f"{prefix}embeddings.{e}" not in stripped.values()]
+    missing = [prefix + key for key in family.embedding_keys if prefix + key not in names]
     raise MappingError(
-        f"the checkpoint has part of a Longformer encoder under '{prefix or '<root>'}': {shown}, "
-        f"but not the embeddings (missing {_shown(missing)})",
+        f"the checkpoint has part of {family.with_article(full=False)} {family.base_noun} under "
+        f"'{prefix or '<root>'}': {shown}, but not the embeddings (missing {_shown(missing)})",
         "the module saved only the weights it trained (frozen embeddings left out, as with strict_loading=False); "
         "save a checkpoint with the whole model's state dict, or add the missing tensors from the base weights",
     )
@@ -282,7 +279,7 @@ def check_encoder_parts(names: Iterable[str]) -> None:
 
 def _is_encoder_part(name: str) -> bool:
     parts = name.split(".")
-    return any(p in ("embeddings", "encoder", "layer", "attention") for p in parts)
+    return any(p in family.key_words for family in FAMILIES.values() for p in parts)
 
 
 @dataclass

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 Shape = tuple[int, ...]
-
-
-#: The encoder's keys in every Longformer class of the registry (``LongformerModel`` itself has none).
-ENCODER_TARGET = "longformer."
 
 
 @dataclass(frozen=True)
@@ -26,16 +23,12 @@ class Family:
         name: the family's name (``Task.family``).
         title: for people.
         model_type: the base config's ``model_type``.
-        config_class: the transformers config class.
-        base_class: the transformers class of the base model (``feature-extraction`` exports it);
-            the check's reference runs the checkpoint's tensors in it.
         base_kwargs: keyword arguments of ``base_class`` for the reference (no pooler: it is computed
             by hand).
         anchor: a key of ``base_class`` that only this family has; its prefix is where the base model
             lives in a checkpoint, and its shape is ``(n, hidden)``.
         global_mark: part of every global-attention key (what tells Longformer from BERT, LED from BART).
         class_attributes: the attribute a transformers head class keeps the base model in.
-        target: where the base model's keys go in the family's head classes.
         root_keys: the first component of the base model's keys (a bare base model's state dict).
         positions: the config's position-table sizes (for messages).
         default_bases: ``(hidden size, Hub id)`` of the usual base models, smallest first.
@@ -55,6 +48,12 @@ class Family:
         offset_positions: the position ids start after ``pad_token_id`` (RoBERTa's), so the table
             holds ``max_positions - pad_token_id - 1`` tokens; otherwise they start at 0 and count the
             padding to a multiple of the attention window too (LED's).
+        embedding_keys: the base model's embeddings (what a module that froze them may leave out of its
+            state dict), relative to the base model.
+        part_names: what each top-level part of the base model is, for messages, in the classes' order.
+        key_words: components that only keys of the base model have (a key with none of them is
+            not the model's: a loss's or a metric's).
+        base_noun: what the base model is called after the family's name (``a Longformer encoder``).
         article: the title's indefinite article (``a`` Longformer, ``an`` LED).
         parts: what the base model is, for messages (``the encoder``, ``the encoder and decoder``).
     """
@@ -62,13 +61,10 @@ class Family:
     name: str
     title: str
     model_type: str
-    config_class: str
-    base_class: str
     base_kwargs: Mapping[str, Any]
     anchor: str
     global_mark: str
     class_attributes: tuple[str, ...]
-    target: str
     root_keys: tuple[str, ...]
     positions: tuple[str, ...]
     default_bases: tuple[tuple[int, str], ...]
@@ -78,6 +74,10 @@ class Family:
     fields: Mapping[str, str]
     compared: tuple[str, ...]
     offset_positions: bool
+    embedding_keys: tuple[str, ...]
+    part_names: Mapping[str, str]
+    key_words: tuple[str, ...]
+    base_noun: str
     article: str = "a"
     parts: str = "the encoder"
 
@@ -89,6 +89,26 @@ class Family:
     def with_article(self, full: bool = True) -> str:
         """The title with its article, for sentences (``a Longformer``, ``an LED (...)``)."""
         return f"{self.article} {self.title if full else self.short}"
+
+    @cached_property
+    def config_class(self) -> str:
+        """The transformers config class of ``model_type`` (``CONFIG_MAPPING_NAMES``)."""
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        return CONFIG_MAPPING_NAMES[self.model_type]
+
+    @cached_property
+    def base_class(self) -> str:
+        """The transformers class of the base model (``MODEL_MAPPING_NAMES``; ``feature-extraction`` exports it);
+        the check's reference runs the checkpoint's tensors in it."""
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+        return MODEL_MAPPING_NAMES[self.model_type]
+
+    @cached_property
+    def base_model_prefix(self) -> str:
+        """Where the base model's keys go in the family's head classes: the classes' ``base_model_prefix`` and a dot."""
+        return f"{self.base_model_class().base_model_prefix}."
 
     def config_cls(self) -> Any:
         """The transformers config class (imports transformers)."""
@@ -141,13 +161,10 @@ FAMILIES: dict[str, Family] = {
             name="longformer",
             title="Longformer",
             model_type="longformer",
-            config_class="LongformerConfig",
-            base_class="LongformerModel",
             base_kwargs={"add_pooling_layer": False},
             anchor="embeddings.word_embeddings.weight",
             global_mark=".attention.self.query_global.",
             class_attributes=("longformer.", "roberta."),
-            target=ENCODER_TARGET,
             root_keys=("embeddings", "encoder", "pooler"),
             positions=("max_position_embeddings",),
             default_bases=((768, "allenai/longformer-base-4096"), (1024, "allenai/longformer-large-4096")),
@@ -180,18 +197,24 @@ FAMILIES: dict[str, Family] = {
                 "pad_token_id",
             ),
             offset_positions=True,
+            embedding_keys=(
+                "embeddings.word_embeddings.weight",
+                "embeddings.position_embeddings.weight",
+                "embeddings.LayerNorm.weight",
+                "embeddings.LayerNorm.bias",
+            ),
+            part_names={"embeddings": "the embeddings", "encoder": "the attention layers", "pooler": "the pooler"},
+            key_words=("embeddings", "encoder", "layer", "attention"),
+            base_noun="encoder",
         ),
         Family(
             name="led",
             title="LED (Longformer Encoder-Decoder)",
             model_type="led",
-            config_class="LEDConfig",
-            base_class="LEDModel",
             base_kwargs={},
             anchor="encoder.embed_positions.weight",
             global_mark=".longformer_self_attn.query_global.",
             class_attributes=("led.",),
-            target="led.",
             root_keys=("shared", "encoder", "decoder"),
             positions=("max_encoder_position_embeddings", "max_decoder_position_embeddings"),
             default_bases=((768, "allenai/led-base-16384"), (1024, "allenai/led-large-16384")),
@@ -227,6 +250,18 @@ FAMILIES: dict[str, Family] = {
                 "pad_token_id",
             ),
             offset_positions=False,
+            embedding_keys=(
+                "shared.weight",
+                "encoder.embed_positions.weight",
+                "encoder.layernorm_embedding.weight",
+                "encoder.layernorm_embedding.bias",
+                "decoder.embed_positions.weight",
+                "decoder.layernorm_embedding.weight",
+                "decoder.layernorm_embedding.bias",
+            ),
+            part_names={"shared": "the shared embeddings", "encoder": "the encoder", "decoder": "the decoder"},
+            key_words=("shared", "encoder", "decoder", "layers", "self_attn"),
+            base_noun="encoder-decoder model",
             article="an",
             parts="the encoder and decoder",
         ),

@@ -11,13 +11,15 @@ follows transformers' auto mappings: one entry per task, looked up by name or by
 
 A task belongs to a model family (``registry/families.py``).
 
-Standard library only at import time; torch is imported by the functions that compute.
+Standard library only at import time: what transformers knows (the classes, the auto classes, the tied
+keys, the base model's prefix) is read from it when first asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .attention import GLOBAL_ATTENTION_CALLS
@@ -31,8 +33,9 @@ class Task:
 
     Attributes:
         name: optimum's and the pipelines' task name.
-        architecture: the transformers class (``config.architectures``).
-        auto_class: the ``AutoModelFor...`` class a downstream job loads it with.
+        auto_mapping: the transformers auto mapping of the task (a ``MODEL_FOR_..._MAPPING_NAMES``
+            of ``transformers.models.auto.modeling_auto``, model type to class name): the class
+            (``architecture``) and the auto class (``auto_class``) are read from it.
         pipeline_tag: the Hub's pipeline tag (model card).
         title: for people (``Longformer for ...``).
         global_attention: the convention (see ``global_attention_mask``) the class applies when the
@@ -44,9 +47,8 @@ class Task:
         pooler: ``True`` the class has a pooler; ``False`` it has none (a checkpoint's pooler is
             dropped, with the reason); ``None`` kept when present.
         labels: the head's output size is a number of labels (``config.num_labels``).
-        tied: the class's tied keys, target to source (``_tied_weights_keys``): saved once when
-            the checkpoint's copies are equal; when they are not, ``tie_policy`` decides.
-        tie_policy: ``untie`` (save every copy, ``tie_word_embeddings: false``) or ``refuse`` (an
+        tie_policy: what happens when the checkpoint's copies of tied keys (``tied``) differ:
+            ``untie`` (save every copy, ``tie_word_embeddings: false``) or ``refuse`` (an
             error: the class ties them whatever the config says).
         pipeline: the transformers 5 pipeline that runs the folder, or ``None`` where it has none.
         drops_head: the class is the encoder alone: keys outside it are dropped (and listed), which
@@ -64,8 +66,7 @@ class Task:
     """
 
     name: str
-    architecture: str
-    auto_class: str
+    auto_mapping: str
     pipeline_tag: str
     title: str
     global_attention: str
@@ -73,7 +74,6 @@ class Task:
     inputs: str
     pooler: bool | None
     labels: bool
-    tied: Mapping[str, str] = field(default_factory=dict)
     pipeline: str | None = None
     drops_head: bool = False
     head_doc: str = ""
@@ -83,6 +83,37 @@ class Task:
     usual_global_attention: str | None = None
     read_outputs: str = ""
     legacy_keys: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def architecture(self) -> str:
+        """The transformers class (``config.architectures``): the auto mapping's class for the family's model type."""
+        from transformers.models.auto import modeling_auto
+
+        return getattr(modeling_auto, self.auto_mapping)[FAMILIES[self.family].model_type]
+
+    @cached_property
+    def auto_class(self) -> str:
+        """The ``AutoModelFor...`` class a downstream job loads the folder with: the one built on ``auto_mapping``."""
+        from transformers.models.auto import modeling_auto
+
+        names = getattr(modeling_auto, self.auto_mapping)
+        return next(
+            name
+            for name, value in vars(modeling_auto).items()
+            if name.startswith("AutoModel")
+            and getattr(getattr(value, "_model_mapping", None), "_model_mapping", None) is names
+        )
+
+    @cached_property
+    def tied(self) -> dict[str, str]:
+        """The class's tied keys, target to source: its ``_tied_weights_keys`` and its base model's (under
+        ``base_model_prefix``). Saved once when the checkpoint's copies are equal; else ``tie_policy`` decides."""
+        cls, base = self.model_class(), FAMILIES[self.family].base_model_class()
+        tied = dict(cls._tied_weights_keys or {})
+        if cls is not base:
+            prefix = base_model_prefix(self)
+            tied |= {prefix + target: prefix + source for target, source in (base._tied_weights_keys or {}).items()}
+        return tied
 
     def model_class(self) -> Any:
         """The transformers class (imports transformers)."""
@@ -105,8 +136,7 @@ ENTRIES: tuple[Task, ...] = (
             "start, end = int(outputs.start_logits[0].argmax()), int(outputs.end_logits[0].argmax())  "
             "# best span: maximise start + end logits over the context, end >= start"
         ),
-        architecture="LongformerForQuestionAnswering",
-        auto_class="AutoModelForQuestionAnswering",
+        auto_mapping="MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
         pipeline_tag="question-answering",
         title="question answering",
         global_attention="question",
@@ -119,8 +149,7 @@ ENTRIES: tuple[Task, ...] = (
     Task(
         name="text-classification",
         read_outputs="label = model.config.id2label[int(outputs.logits[0].argmax())]",
-        architecture="LongformerForSequenceClassification",
-        auto_class="AutoModelForSequenceClassification",
+        auto_mapping="MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
         pipeline_tag="text-classification",
         title="text classification",
         global_attention="first-token",
@@ -135,8 +164,7 @@ ENTRIES: tuple[Task, ...] = (
     Task(
         name="token-classification",
         read_outputs="tags = [model.config.id2label[int(i)] for i in outputs.logits[0].argmax(-1)]",
-        architecture="LongformerForTokenClassification",
-        auto_class="AutoModelForTokenClassification",
+        auto_mapping="MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
         pipeline_tag="token-classification",
         title="token classification",
         global_attention="none",
@@ -150,8 +178,7 @@ ENTRIES: tuple[Task, ...] = (
     Task(
         name="multiple-choice",
         read_outputs="choice = int(outputs.logits[0].argmax())  # index into the choices",
-        architecture="LongformerForMultipleChoice",
-        auto_class="AutoModelForMultipleChoice",
+        auto_mapping="MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES",
         pipeline_tag="multiple-choice",
         title="multiple choice",
         global_attention="after-question",
@@ -166,8 +193,7 @@ ENTRIES: tuple[Task, ...] = (
         read_outputs=(
             "word = tokenizer.decode(outputs.logits[0, inputs['input_ids'][0] == tokenizer.mask_token_id].argmax(-1))"
         ),
-        architecture="LongformerForMaskedLM",
-        auto_class="AutoModelForMaskedLM",
+        auto_mapping="MODEL_FOR_MASKED_LM_MAPPING_NAMES",
         pipeline_tag="fill-mask",
         title="masked language modelling",
         global_attention="none",
@@ -177,18 +203,13 @@ ENTRIES: tuple[Task, ...] = (
         labels=False,
         head_doc="`lm_head.dense`, `lm_head.layer_norm`, `lm_head.decoder` (tied to the word embeddings) "
         "+ `lm_head.bias`",
-        tied={
-            "lm_head.decoder.weight": "longformer.embeddings.word_embeddings.weight",
-            "lm_head.decoder.bias": "lm_head.bias",
-        },
         legacy_keys={"lm_head.decoder.bias": "lm_head.bias"},
         pipeline="fill-mask",
     ),
     Task(
         name="feature-extraction",
         read_outputs="features = outputs.last_hidden_state  # (batch, seq, hidden)",
-        architecture="LongformerModel",
-        auto_class="AutoModel",
+        auto_mapping="MODEL_MAPPING_NAMES",
         pipeline_tag="feature-extraction",
         title="feature extraction",
         global_attention="none",
@@ -203,8 +224,7 @@ ENTRIES: tuple[Task, ...] = (
     Task(
         name="text2text-generation",
         read_outputs="summary = tokenizer.batch_decode(outputs, skip_special_tokens=True)[0]",
-        architecture="LEDForConditionalGeneration",
-        auto_class="AutoModelForSeq2SeqLM",
+        auto_mapping="MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
         pipeline_tag="summarization",
         title="summarization (text-to-text generation)",
         global_attention="none",
@@ -214,19 +234,13 @@ ENTRIES: tuple[Task, ...] = (
         pooler=False,
         labels=False,
         head_doc="`lm_head` Linear(d, vocab) without bias (tied to `led.shared`) + `final_logits_bias` (1, vocab)",
-        tied={
-            "lm_head.weight": "led.shared.weight",
-            "led.encoder.embed_tokens.weight": "led.shared.weight",
-            "led.decoder.embed_tokens.weight": "led.shared.weight",
-        },
         tie_policy="refuse",
         family="led",
     ),
     Task(
         name="feature-extraction",
         read_outputs="features = outputs.last_hidden_state  # (batch, seq, hidden)",
-        architecture="LEDModel",
-        auto_class="AutoModel",
+        auto_mapping="MODEL_MAPPING_NAMES",
         pipeline_tag="feature-extraction",
         title="feature extraction",
         global_attention="none",
@@ -236,7 +250,6 @@ ENTRIES: tuple[Task, ...] = (
         pooler=False,
         labels=False,
         head_doc="no head: the encoder and decoder alone",
-        tied={"encoder.embed_tokens.weight": "shared.weight", "decoder.embed_tokens.weight": "shared.weight"},
         tie_policy="refuse",
         drops_head=True,
         family="led",
@@ -286,10 +299,11 @@ def by_architecture(architecture: str) -> Task | None:
     return next((t for t in ENTRIES if t.architecture == architecture), None)
 
 
-def encoder_target(task: Task) -> str:
-    """Where the base model's keys go in the task's class (the base class itself has them at its root)."""
+def base_model_prefix(task: Task) -> str:
+    """Where the base model's keys go in the task's class: its ``base_model_prefix`` and a dot (``longformer.``);
+    ``""`` for the base class itself, which has them at its root."""
     family = FAMILIES[task.family]
-    return "" if task.architecture == family.base_class else family.target
+    return "" if task.architecture == family.base_class else family.base_model_prefix
 
 
 def resolve_global_attention(task: Task, declared: str) -> str:
