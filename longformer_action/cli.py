@@ -7,34 +7,31 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .cancel import run_cancellable
-from .commands.run import _bugs_as_errors, _run
-from .errors import ConversionError
+from .commands.run import bugs_as_errors, run_command
 from .options import (
-    _adapter_option,
-    _atol_option,
-    _checkpoint_option,
-    _copy_option,
-    _debug_option,
-    _drop_option,
-    _global_attention_option,
-    _keep_option,
-    _labels,
-    _module_option,
-    _needs_trust,
-    _prefix_option,
-    _report_option,
-    _size,
-    _trust_option,
+    LABELS,
+    SIZE,
+    adapter_option,
+    atol_option,
+    checkpoint_option,
+    copy_option,
+    debug_option,
+    drop_option,
+    global_attention_option,
+    keep_option,
+    module_option,
+    needs_trust,
+    prefix_option,
+    report_option,
+    trust_option,
 )
 from .registry.names import DEFAULT_BASE_MODEL, DTYPES, GLOBAL_ATTENTION, PROBLEM_TYPES, TASKS
-from .text import listing
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -47,7 +44,7 @@ def main() -> None:
 
 
 @main.command()
-@_checkpoint_option
+@checkpoint_option
 @click.option(
     "--output",
     required=True,
@@ -75,7 +72,7 @@ def main() -> None:
 @click.option(
     "--labels",
     default=None,
-    callback=_labels,
+    type=LABELS,
     metavar="A,B,...",
     help="Label names in output order (id2label); default: from the hyper-parameters when they hold them.",
 )
@@ -86,12 +83,12 @@ def main() -> None:
     help="config.problem_type of a text-classification model; default: the one the hyper-parameters record, "
     "if any (a value that disagrees with them is an error).",
 )
-@_global_attention_option
-@_prefix_option
-@_copy_option
-@_drop_option
-@_keep_option
-@_adapter_option
+@global_attention_option
+@prefix_option
+@copy_option
+@drop_option
+@keep_option
+@adapter_option
 @click.option(
     "--dtype",
     type=click.Choice(DTYPES),
@@ -103,7 +100,7 @@ def main() -> None:
     "--max-shard-size",
     default="5GB",
     show_default=True,
-    callback=_size,
+    type=SIZE,
     help="Largest weights file; bigger models are sharded.",
 )
 @click.option(
@@ -112,15 +109,15 @@ def main() -> None:
     show_default=True,
     help="Run the forward-pass and per-tensor check before publishing.",
 )
-@_atol_option
-@_report_option
+@atol_option
+@report_option
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
-@_trust_option
-@_module_option
-@_debug_option
+@trust_option
+@module_option
+@debug_option
 def convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None:
     """Convert a checkpoint into a checked Hugging Face folder."""
-    _needs_trust(options)
+    needs_trust(options)
     run_cancellable(lambda: _convert(checkpoint, output, debug, **options))
 
 
@@ -139,7 +136,7 @@ def _convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> Non
             "max-abs-diff": f"{check['max_abs_diff']:.6g}" if check else "",
         }
 
-    _run(
+    run_command(
         lambda progress: run(checkpoint, output, opts, progress),
         outputs=outputs,
         owned=[output, opts.report],
@@ -150,32 +147,32 @@ def _convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> Non
 
 @main.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="The converted folder.")
-@_checkpoint_option
+@checkpoint_option
 @click.option(
     "--base-model",
     default=None,
     help="Reference config (folder or Hub id, or 'hparams' for the config the checkpoint's hyper-parameters hold); "
     "default: the folder's own config.json.",
 )
-@_prefix_option
-@_copy_option
-@_drop_option
-@_keep_option
-@_adapter_option
+@prefix_option
+@copy_option
+@drop_option
+@keep_option
+@adapter_option
 @click.option(
     "--global-attention",
     type=click.Choice(GLOBAL_ATTENTION),
     default=None,
     help="The global attention the LightningModule passed; default: what the folder's conversion-report.json records.",
 )
-@_atol_option
-@_report_option
-@_trust_option
-@_module_option
-@_debug_option
+@atol_option
+@report_option
+@trust_option
+@module_option
+@debug_option
 def verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> None:
     """Check an existing folder against the checkpoint it was converted from."""
-    _needs_trust(options)
+    needs_trust(options)
     run_cancellable(lambda: _verify(model_dir, checkpoint, debug, **options))
 
 
@@ -185,7 +182,7 @@ def _verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> N
     def outputs(report: dict[str, Any]) -> dict[str, str]:
         return {"max-abs-diff": f"{report['check']['max_abs_diff']:.6g}", "report": str(options["report"] or "")}
 
-    _run(
+    run_command(
         lambda progress: run(model_dir, checkpoint, progress=progress, **options),
         outputs=outputs,
         owned=[options["report"]],
@@ -195,61 +192,21 @@ def _verify(model_dir: Path, checkpoint: Path, debug: bool, **options: Any) -> N
 
 
 @main.command()
-@_checkpoint_option
+@checkpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
-@_trust_option
-@_debug_option
+@trust_option
+@debug_option
 def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool) -> None:
     """Describe a checkpoint without loading its tensor data."""
+    from .commands.inspect import describe
     from .commands.inspect import inspect as run
-    from .progress import human_bytes
 
-    with _bugs_as_errors("inspect", debug=debug):
+    with bugs_as_errors("inspect", debug=debug):
         info = run(checkpoint, trust_checkpoint=trust_checkpoint)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    layout = info["layout"]
-    lines = [
-        f"checkpoint:    {info['path']}",
-        f"format:        {info['format']} ({info['generation']}, read by the {info['loader']} loader)",
-        f"lightning:     {info['lightning_version'] or 'n/a'}; epoch {info['epoch']}, step {info['global_step']}",
-        f"hyper-params:  {', '.join(info['hyper_parameters']) or 'none'}",
-        f"tensors:       {info['tensors']} ({info['parameters']:,} parameters; {info['dtypes']})",
-        f"bytes:         {human_bytes(info['weight_bytes'])} of weights in {human_bytes(info['file_bytes'])} "
-        f"({human_bytes(info['other_bytes'])} optimizer state and other data)",
-    ]
-    if info["placeholders"]:
-        lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
-    if info.get("copies"):
-        shown = "; ".join(f"{c['copy']} (encoder at '{c['encoder']}', {c['keys']} keys)" for c in info["copies"])
-        lines.append(f"copies:        {shown} (pick one with --copy)")
-    if info.get("adapters"):
-        adapted = info["adapters"]
-        where = adapted["root"] or "<root>"
-        lines.append(
-            f"adapters:      LoRA on {len(adapted['modules'])} modules under '{where}', not merged "
-            "(--adapter-config merges them)"
-        )
-    for prefix, tags in (info.get("crfs") or {}).items():
-        lines.append(f"crf:           '{prefix}' over {tags} tags (--keep {prefix} keeps it beside the tagger)")
-    head = info.get("head")
-    if head:
-        keys = listing([f"{k} {v}" for k, v in head["head_keys"].items()], 8) or "none (the encoder alone)"
-        lines.append(f"encoder:       '{head['encoder_prefix'] or '<root>'}'; head keys: {keys}")
-    if layout:
-        labels = f", {info['num_labels']} labels" if info["num_labels"] else ""
-        lines += [
-            f"task:          {info['task']} ({info['architecture']}{labels}); {info['shape']}",
-            f"layout:        {layout['description']}",
-            f"keys:          {layout['mapped']} mapped, {len(layout['dropped'])} dropped",
-        ]
-    else:
-        if head and head["readings"]:
-            readings = "; ".join(f"{r['task']} ({r['why']})" for r in head["readings"])
-            lines.append(f"readings:      {readings}; or a head no transformers class computes (feature-extraction)")
-        lines.append(f"task:          not decided: {info['layout_error']}")
-    click.echo("\n".join(lines))
+    click.echo(describe(info))
 
 
 @main.command()
@@ -266,43 +223,15 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
     show_default=True,
     help="The tiny model's task.",
 )
-@_debug_option
+@debug_option
 def demo(output: Path | None, task: str, debug: bool) -> None:
     """Train a tiny Longformer (or LED) with Lightning, convert it, check it and run it on a sample (offline).
 
     The sample is a question for question answering, a text for the classifiers, a masked text for
     fill-mask, a question and three choices for multiple choice, a source text for LED's generate()."""
-    run_cancellable(lambda: _demo(output, task, debug))
+    from .commands.demo import demo as run
 
-
-def _demo(output: Path | None, task: str, debug: bool) -> None:
-    from . import demo as tiny
-    from .commands.convert import ConvertOptions
-    from .commands.convert import convert as run
-    from .progress import Progress
-    from .registry import tasks
-
-    work = output if output is not None else Path(tempfile.mkdtemp(prefix="longformer-demo-"))
-    if output is not None and output.exists() and any(output.iterdir()):
-        raise ConversionError(f"demo folder {output} exists and is not empty", "pass an empty or new --output")
-    progress = Progress()
-    family = tasks.FAMILIES[tasks.get(task).family]
-    with _bugs_as_errors("demo", debug=debug, progress=progress):
-        with progress.stage("demo", f"Train a tiny {family.short} for {task} with Lightning") as stage:
-            base = tiny.make_base_model(work / "base", family=family.name)
-            checkpoint = tiny.train_checkpoint(base, work / "checkpoints" / "tiny.ckpt", task=task, steps=5)
-            stage.detail = f"base model at {base}, checkpoint at {checkpoint} (5 AdamW steps)"
-        model = work / "model"
-        report = run(checkpoint, model, ConvertOptions(base_model=str(base)), progress)
-    check = report["check"]
-    click.echo(f"model:  {model}")
-    click.echo(f"task:   {report['task']} ({report['architecture']})")
-    click.echo(f"check:  {'passed' if check['passed'] else 'FAILED'} (max abs diff {check['max_abs_diff']:.3g})")
-    smoke = check.get("smoke") or {}
-    if smoke.get("output"):
-        click.echo(
-            f"sample: {smoke['input']} -> {smoke['output']!r} (a tiny model trained for 5 steps: it is arbitrary)"
-        )
+    run_cancellable(lambda: run(output, task, debug=debug))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,8 +11,6 @@ import click
 from .registry.names import GLOBAL_ATTENTION
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-
-
 _UNITS = {
     "b": 1,
     "kb": 10**3,
@@ -26,14 +24,39 @@ _UNITS = {
 }
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    match = _SIZE.match(value)
-    if not match:
-        raise click.BadParameter(f"'{value}' is not a size; write it like 500MB, 2GB or 1GiB")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").lower()])
+class Size(click.ParamType):
+    """A size in bytes, written like ``500MB``, ``2GB`` or ``1GiB`` (decimal units, and binary ones with ``i``)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value))
+        if not match:
+            self.fail(f"'{value}' is not a size; write it like 500MB, 2GB or 1GiB", param, ctx)
+        return int(float(match.group(1)) * _UNITS[(match.group(2) or "B").lower()])
 
 
-_checkpoint_option = click.option(
+class Labels(click.ParamType):
+    """Label names in output order, comma-separated (``NEG,POS``): a tuple of non-empty names."""
+
+    name = "labels"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        names = tuple(n.strip() for n in str(value).split(","))
+        if not all(names):
+            self.fail(f"'{value}' has an empty label; write it like NEG,POS or O,B-PER,I-PER", param, ctx)
+        return names
+
+
+SIZE = Size()
+LABELS = Labels()
+
+
+checkpoint_option = click.option(
     "--checkpoint",
     required=True,
     type=click.Path(path_type=Path, readable=False),  # an unreadable file is the reader's to explain
@@ -43,14 +66,14 @@ _checkpoint_option = click.option(
 )
 
 
-_trust_option = click.option(
+trust_option = click.option(
     "--trust-checkpoint",
     is_flag=True,
     help="Unpickle the checkpoint fully. This runs any code the file carries: only for files you trust.",
 )
 
 
-_atol_option = click.option(
+atol_option = click.option(
     "--atol",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -58,7 +81,7 @@ _atol_option = click.option(
 )
 
 
-_report_option = click.option(
+report_option = click.option(
     "--report",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -66,7 +89,7 @@ _report_option = click.option(
 )
 
 
-_debug_option = click.option(
+debug_option = click.option(
     "--debug",
     is_flag=True,
     envvar="LONGFORMER_CONVERT_DEBUG",
@@ -75,7 +98,7 @@ _debug_option = click.option(
 )
 
 
-_module_option = click.option(
+module_option = click.option(
     "--lightning-module",
     default=None,
     metavar="PKG.MODULE:CLASS",
@@ -83,23 +106,15 @@ _module_option = click.option(
 )
 
 
-def _needs_trust(options: dict[str, Any]) -> None:
+def needs_trust(options: dict[str, Any]) -> None:
+    """A usage error when ``--lightning-module`` comes without ``--trust-checkpoint`` (it runs the user's code)."""
     if options.get("lightning_module") and not options.get("trust_checkpoint"):
         raise click.UsageError(
             "--lightning-module loads the checkpoint with your class, which unpickles it fully: add --trust-checkpoint"
         )
 
 
-def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    names = tuple(n.strip() for n in value.split(","))
-    if not all(names):
-        raise click.BadParameter(f"'{value}' has an empty label; write it like NEG,POS or O,B-PER,I-PER")
-    return names
-
-
-_global_attention_option = click.option(
+global_attention_option = click.option(
     "--global-attention",
     type=click.Choice(GLOBAL_ATTENTION),
     default="default",
@@ -110,7 +125,7 @@ _global_attention_option = click.option(
 )
 
 
-_prefix_option = click.option(
+prefix_option = click.option(
     "--prefix",
     default="auto",
     show_default=True,
@@ -118,7 +133,7 @@ _prefix_option = click.option(
 )
 
 
-_copy_option = click.option(
+copy_option = click.option(
     "--copy",
     default=None,
     metavar="PREFIX",
@@ -128,7 +143,7 @@ _copy_option = click.option(
 )
 
 
-_drop_option = click.option(
+drop_option = click.option(
     "--drop",
     multiple=True,
     metavar="PREFIX",
@@ -137,7 +152,7 @@ _drop_option = click.option(
 )
 
 
-_keep_option = click.option(
+keep_option = click.option(
     "--keep",
     multiple=True,
     metavar="PREFIX",
@@ -148,7 +163,7 @@ _keep_option = click.option(
 )
 
 
-_adapter_option = click.option(
+adapter_option = click.option(
     "--adapter-config",
     type=click.Path(exists=True, path_type=Path),
     default=None,

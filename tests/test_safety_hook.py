@@ -63,6 +63,19 @@ def test_malicious_checkpoint_is_refused_and_never_runs(checkpoints, tmp_path):
     assert re.fullmatch(rf"{re.escape(str(path))}: unpickling would import .*posix\.mkdir.*", result.stderr.strip())
 
 
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_both_serialization_formats_are_read_without_running_anything(checkpoints, tmp_path, zipped):
+    # zip files go to torch's get_unsafe_globals_in_checkpoint, legacy ones to the restricted unpickler
+    target = tmp_path / "created-by-unpickling"
+    clean, evil = tmp_path / "clean.pt", tmp_path / "evil.pt"
+    torch.save({"w": torch.ones(2), "step": 3}, clean, _use_new_zipfile_serialization=zipped)
+    torch.save({"w": torch.ones(2), "hook": _MakesFolder(target)}, evil, _use_new_zipfile_serialization=zipped)
+    assert check_file(clean) is None
+    refused = check_file(evil)
+    assert refused is not None and refused.startswith(f"{evil}: unpickling would import ") and "mkdir" in refused
+    assert not target.exists()
+
+
 def test_one_line_per_refused_file_and_clean_files_are_silent(checkpoints, tmp_path):
     state = tmp_path / "weights.pt"
     torch.save({"w": torch.ones(2), "meta": {"step": 3, "names": ["a", "b"]}}, state)

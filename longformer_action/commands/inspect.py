@@ -10,9 +10,11 @@ from ..errors import ConversionError, MappingError
 from ..mapping import adapters, selection
 from ..mapping.extra_keys import explain_extra_keys
 from ..mapping.layout import head_readings, plan_mapping
+from ..progress import human_bytes
 from ..reading.checkpoint import read_checkpoint
 from ..registry import tasks
 from ..registry.families import FAMILIES
+from ..text import listing
 
 
 def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, Any]:
@@ -81,3 +83,48 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
             {t[len(prefix + stack) :].split(".")[0] for t in mapping.mapped.values() if t.startswith(prefix + stack)}
         )
     return info
+
+
+def describe(info: dict[str, Any]) -> str:
+    """``inspect``'s text: one line per fact of ``info`` (what ``inspect`` returned)."""
+    layout = info["layout"]
+    lines = [
+        f"checkpoint:    {info['path']}",
+        f"format:        {info['format']} ({info['generation']}, read by the {info['loader']} loader)",
+        f"lightning:     {info['lightning_version'] or 'n/a'}; epoch {info['epoch']}, step {info['global_step']}",
+        f"hyper-params:  {', '.join(info['hyper_parameters']) or 'none'}",
+        f"tensors:       {info['tensors']} ({info['parameters']:,} parameters; {info['dtypes']})",
+        f"bytes:         {human_bytes(info['weight_bytes'])} of weights in {human_bytes(info['file_bytes'])} "
+        f"({human_bytes(info['other_bytes'])} optimizer state and other data)",
+    ]
+    if info["placeholders"]:
+        lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
+    if info.get("copies"):
+        shown = "; ".join(f"{c['copy']} (encoder at '{c['encoder']}', {c['keys']} keys)" for c in info["copies"])
+        lines.append(f"copies:        {shown} (pick one with --copy)")
+    if info.get("adapters"):
+        adapted = info["adapters"]
+        where = adapted["root"] or "<root>"
+        lines.append(
+            f"adapters:      LoRA on {len(adapted['modules'])} modules under '{where}', not merged "
+            "(--adapter-config merges them)"
+        )
+    for prefix, tags in (info.get("crfs") or {}).items():
+        lines.append(f"crf:           '{prefix}' over {tags} tags (--keep {prefix} keeps it beside the tagger)")
+    head = info.get("head")
+    if head:
+        keys = listing([f"{k} {v}" for k, v in head["head_keys"].items()], 8) or "none (the encoder alone)"
+        lines.append(f"encoder:       '{head['encoder_prefix'] or '<root>'}'; head keys: {keys}")
+    if layout:
+        labels = f", {info['num_labels']} labels" if info["num_labels"] else ""
+        lines += [
+            f"task:          {info['task']} ({info['architecture']}{labels}); {info['shape']}",
+            f"layout:        {layout['description']}",
+            f"keys:          {layout['mapped']} mapped, {len(layout['dropped'])} dropped",
+        ]
+    else:
+        if head and head["readings"]:
+            readings = "; ".join(f"{r['task']} ({r['why']})" for r in head["readings"])
+            lines.append(f"readings:      {readings}; or a head no transformers class computes (feature-extraction)")
+        lines.append(f"task:          not decided: {info['layout_error']}")
+    return "\n".join(lines)

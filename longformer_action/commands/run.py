@@ -24,7 +24,7 @@ atexit.register(gc.freeze)
 
 
 @contextlib.contextmanager
-def _bugs_as_errors(command: str, *, debug: bool, progress: Any = None) -> Iterator[None]:
+def bugs_as_errors(command: str, *, debug: bool, progress: Any = None) -> Iterator[None]:
     """Turn an exception no check foresaw into one ``UnexpectedError`` line naming the stage it escaped from.
 
     ``--debug`` prints its traceback first. Click's own exceptions (usage errors, exit) pass through.
@@ -39,7 +39,7 @@ def _bugs_as_errors(command: str, *, debug: bool, progress: Any = None) -> Itera
         raise UnexpectedError(getattr(progress, "failed", None) or command, exc) from exc
 
 
-def _run(
+def run_command(
     work: Callable[[Any], dict[str, Any]],
     *,
     outputs: Callable[[dict[str, Any]], dict[str, str]],
@@ -57,7 +57,7 @@ def _run(
         debug = debug or os.environ.get("RUNNER_DEBUG") == "1"  # a re-run with debug logging
     progress = ActionsProgress(actions.stream) if actions else Progress()
     try:
-        with _bugs_as_errors(command, debug=debug, progress=progress):
+        with bugs_as_errors(command, debug=debug, progress=progress):
             report = work(progress)
     except ConversionError as exc:
         if actions:

@@ -92,11 +92,16 @@ def _usage(conv: dict[str, Any], dtype: str | None = None) -> list[str]:
     return lines
 
 
+#: The card's layout, a Jinja template rendered by huggingface_hub's ``ModelCard.from_template``.
+TEMPLATE = Path(__file__).with_name("model_card.md")
+
+
 def model_card(report: dict[str, Any]) -> str:
     """The folder's README.md: metadata, how to load it, where it came from, and how it was checked.
 
     The metadata header is huggingface_hub's ``ModelCardData`` (``library_name``, ``pipeline_tag``,
-    ``base_model``, ``tags``), as the Hub reads it.
+    ``base_model``, ``tags``), as the Hub reads it; the body is ``model_card.md`` (a Jinja template
+    shipped with the package) rendered by ``ModelCard.from_template`` with the report's facts.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -109,45 +114,51 @@ def model_card(report: dict[str, Any]) -> str:
         tags=[conv.get("family") or "longformer", conv["task"], "pytorch-lightning"],
     )
     attention = conv["global_attention"]
-    lines = [
-        f"# {_family_title(conv)} for {_title(conv)}",
-        "",
-        f"Converted from a PyTorch Lightning checkpoint by `longformer-convert` {fmt(report['tool']['version'])}: "
-        f"`{conv['architecture']}`, task `{conv['task']}`.",
-        "",
-        *_usage(conv, report["dtype"]["saved"]),
-        "",
-        f"The folder loads with the same outputs in transformers {SUPPORTED_TRANSFORMERS}.",
-        "",
-        "## Provenance",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| source checkpoint | `{Path(src['path']).name}` ({human_bytes(src['bytes'])}) |",
-        f"| SHA-256 | `{src['sha256']}` |",
-        f"| written by | {src['generation']}, Lightning {fmt(src['lightning_version'])} |",
-        f"| epoch / global step | {fmt(src['epoch'])} / {fmt(src['global_step'])} |",
-        f"| base model (config, tokenizer) | {_base_line(base_id)} |",
-        f"| task | `{conv['task']}` ({conv['architecture']}); head: {conv['head']} |",
-        f"| global attention | `{attention['convention']}` (class default: `{attention['class_default']}`) |",
-    ]
+    card = ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATE),
+        title=f"{_family_title(conv)} for {_title(conv)}",
+        version=fmt(report["tool"]["version"]),
+        conversion=conv,
+        usage="\n".join(_usage(conv, report["dtype"]["saved"])),
+        supported=SUPPORTED_TRANSFORMERS,
+        source=src,
+        source_name=Path(src["path"]).name,
+        source_size=human_bytes(src["bytes"]),
+        lightning=fmt(src["lightning_version"]),
+        epoch=fmt(src["epoch"]),
+        global_step=fmt(src["global_step"]),
+        base_line=_base_line(base_id),
+        attention=attention,
+        rows="\n".join(_optional_rows(conv)),
+        dtype=report["dtype"],
+        mapping=report["mapping"],
+        notes="".join(f"{line}\n" for line in ["", *_notes(report)]),
+        check="\n".join(_check_section(check, conv)),
+    )
+    return str(card)
+
+
+def _optional_rows(conv: dict[str, Any]) -> list[str]:
+    rows = []
     if conv.get("num_labels"):
         labels = ", ".join(conv["id2label"][str(i)] for i in range(conv["num_labels"]))
         source = "" if conv["labels_from"].startswith("none") else f" (from {conv['labels_from']})"
-        lines.append(f"| labels | {conv['num_labels']}: {labels}{source} |")
+        rows.append(f"| labels | {conv['num_labels']}: {labels}{source} |")
     if conv.get("problem_type"):
         source = conv.get("problem_type_from") or ""
-        lines.append(f"| problem type | `{conv['problem_type']}`{f' (from {source})' if source else ''} |")
-    lines.append(f"| tokenizer | {tokenizer_line(conv.get('tokenizer'))} |")
+        rows.append(f"| problem type | `{conv['problem_type']}`{f' (from {source})' if source else ''} |")
+    rows.append(f"| tokenizer | {tokenizer_line(conv.get('tokenizer'))} |")
     if conv.get("generation") is not None:
-        lines.append(f"| generation settings | {generation_line(conv['generation'])} |")
+        rows.append(f"| generation settings | {generation_line(conv['generation'])} |")
     if conv.get("untied"):
-        lines.append(f"| tied weights | saved untied: {'; '.join(f'`{k}` {v}' for k, v in conv['untied'].items())} |")
-    lines += [
-        f"| dtype | {report['dtype']['saved']} (requested: {report['dtype']['requested']}) |",
-        f"| keys | {report['mapping']['mapped']} mapped, {report['mapping']['dropped']} dropped |",
-        "",
-    ]
+        rows.append(f"| tied weights | saved untied: {'; '.join(f'`{k}` {v}' for k, v in conv['untied'].items())} |")
+    return rows
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    # what follows the provenance table: dropped keys, a missing pooler, the custom head
+    conv, lines = report["conversion"], []
     dropped = [k for k in report["mapping"]["keys"] if k["fate"] == "dropped"]
     if dropped:
         lines += ["Dropped keys:", ""] + [f"- `{k['source']}`: {k['reason']}" for k in dropped] + [""]
@@ -157,23 +168,23 @@ def model_card(report: dict[str, Any]) -> str:
             "allows exactly those keys to be missing). Use `last_hidden_state`; `pooler_output` means nothing here.",
             "",
         ]
-    lines += custom_head_lines(conv.get("custom_head"), "##")
-    lines += ["## Check", ""]
+    return lines + custom_head_lines(conv.get("custom_head"), "##")
+
+
+def _check_section(check: dict[str, Any] | None, conv: dict[str, Any]) -> list[str]:
     if check is None:
-        lines += ["Not checked (converted with `--no-check`).", ""]
-    else:
-        verdict = "passed" if check["passed"] else "FAILED"
-        lines += [
-            f"The forward-pass check {verdict}: the folder, reloaded with `{conv['auto_class']}.from_pretrained`, "
-            f"was compared with the checkpoint's own weights run as the LightningModule ran them (global attention "
-            f"`{attention['convention']}`{_declared(attention)}), on inputs of shape {check['inputs'].get('shape')} "
-            f"({check['inputs'].get('kind')}; lengths {check['inputs'].get('lengths')}).",
-            "",
-            *check_table(check),
-            "",
-        ]
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
-    return str(card)
+        return ["Not checked (converted with `--no-check`).", ""]
+    verdict = "passed" if check["passed"] else "FAILED"
+    attention = conv["global_attention"]
+    return [
+        f"The forward-pass check {verdict}: the folder, reloaded with `{conv['auto_class']}.from_pretrained`, "
+        f"was compared with the checkpoint's own weights run as the LightningModule ran them (global attention "
+        f"`{attention['convention']}`{_declared(attention)}), on inputs of shape {check['inputs'].get('shape')} "
+        f"({check['inputs'].get('kind')}; lengths {check['inputs'].get('lengths')}).",
+        "",
+        *check_table(check),
+        "",
+    ]
 
 
 def _declared(attention: dict[str, Any]) -> str:

@@ -298,7 +298,7 @@ def staged_output(
     while not parent.exists():
         created.append(parent)
         parent = parent.parent
-    lock: OutputLock | None = None
+    held: OutputLock | None = None
     staged: StagedOutput | None = None
     owner = Owner.current(output)
     cancel.set_outcome(f"nothing was written to {output}")
@@ -306,13 +306,13 @@ def staged_output(
         with cancel.deferred():
             try:
                 output.parent.mkdir(parents=True, exist_ok=True)
-                lock = OutputLock.acquire(output, owner)
+                held = OutputLock.acquire(output, owner)
             except OSError as exc:
                 raise OutputError(
                     f"cannot write in {output.parent} ({exc.strerror or exc})",
                     "choose an --output in a writable folder",
                 ) from None
-        if not lock.locked:
+        if not held.locked:
             warn(f"output: {output.parent} cannot be locked (flock): runs to the same output are not detected")
         claim = check_output(output, overwrite=overwrite)
         remove_stale(output, log)
@@ -331,8 +331,8 @@ def staged_output(
         with cancel.deferred():
             if staged is not None:
                 staged.discard()
-            if lock is not None:
-                lock.release()
+            if held is not None:
+                held.release()
             if staged is None or not staged.published:
                 for folder in created:
                     try:
