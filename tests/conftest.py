@@ -1,33 +1,80 @@
-"""Real artifacts for the tests: a tiny base model folder and checkpoints written by a real Trainer."""
+"""Real artifacts for the tests: tiny base model folders and checkpoints written by a real Trainer.
+
+Every artifact is session-scoped and made once per test run: under pytest-xdist (``-n 2``) the first
+worker to need one makes it under a file lock in the run's shared temporary folder, and the others
+read it there (the pattern of pytest-xdist's documentation). Trained checkpoints are keyed by
+(family, task, layout): ``trained_checkpoint``.
+
+Tests that run a whole command or train are marked ``e2e`` (by the fixtures they use, or by their
+module's ``pytestmark``): ``-m "not e2e and not container and not act"`` runs the unit tests alone.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from longformer_action import demo
-from longformer_action.cli import main
+# one thread per process: two xdist workers (and the subprocesses they start) share two cores
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+from longformer_action import demo  # noqa: E402
+from longformer_action.cli import main  # noqa: E402
+
+from .helpers import once, trained_module  # noqa: E402
 
 # keep the runner-emulation tests honest: the suite itself may run inside GitHub Actions
 for _name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
     os.environ.pop(_name, None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+#: Fixtures that train a model or run a whole command: a test that uses one is ``e2e``.
+E2E_FIXTURES = {
+    "cli",
+    "checkpoints",
+    "task_checkpoints",
+    "trained_checkpoint",
+    "fabric_checkpoint",
+    "trainer_output",
+    "crf_checkpoint",
+    "lightning_cli_checkpoint",
+    "base_model_no_tokenizer",
+    "led_checkpoints",
+    "ema_checkpoint",
+    "teacher_checkpoint",
+    "lora",
+    "config_in_hparams",
+    "wide_window",
+    "fsdp",
+    "fsdp_two_ranks",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="session")
 def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Longformer base folder: config.json and tokenizer files, no weights."""
-    return demo.make_base_model(tmp_path_factory.mktemp("base") / "tiny-longformer")
+    return once(tmp_path_factory, "base", lambda folder: demo.make_base_model(folder / "tiny-longformer"))
 
 
 @pytest.fixture(scope="session")
 def base_model_no_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Longformer base folder with config.json only."""
-    return demo.make_base_model(tmp_path_factory.mktemp("base") / "no-tokenizer", tokenizer=False)
+    return once(
+        tmp_path_factory, "base-no-tokenizer", lambda f: demo.make_base_model(f / "no-tokenizer", tokenizer=False)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +84,10 @@ def checkpoints(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     Hyper-parameters hold a ``pathlib.Path`` and an ``argparse.Namespace``, which torch's
     weights-only loader refuses, so these exercise the restricted unpickler.
     """
-    folder = tmp_path_factory.mktemp("ckpt")
+    return once(tmp_path_factory, "ckpt", lambda folder: _layout_checkpoints(base_model, folder))
+
+
+def _layout_checkpoints(base_model: Path, folder: Path) -> dict[str, Path]:
     made = {}
     for layout in ("wrapped", "origin"):
         for package in ("pytorch_lightning", "lightning"):
@@ -64,11 +114,15 @@ def fabric_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory
     from transformers import LongformerConfig
 
     config = LongformerConfig.from_pretrained(base_model).to_dict()
-    return demo.train_fabric_checkpoint(
-        base_model,
-        tmp_path_factory.mktemp("fabric") / "fabric.ckpt",
-        task="token-classification",
-        hparams={"lr": 1e-3, "labels": FABRIC_LABELS, "config": config},
+    return once(
+        tmp_path_factory,
+        "fabric",
+        lambda folder: demo.train_fabric_checkpoint(
+            base_model,
+            folder / "fabric.ckpt",
+            task="token-classification",
+            hparams={"lr": 1e-3, "labels": FABRIC_LABELS, "config": config},
+        ),
     )
 
 
@@ -76,17 +130,24 @@ def fabric_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory
 def trainer_output(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``output_dir`` of a real ``transformers.Trainer`` run: a text classifier (labels NEG, NEU, POS)
     trained for 2 steps, saved as ``checkpoint-2/`` with the Trainer's own files."""
-    output_dir = tmp_path_factory.mktemp("hf-trainer") / "runs"
-    demo.train_with_transformers_trainer(base_model, output_dir, task="text-classification", steps=2)
-    return output_dir
+
+    def make(folder: Path) -> Path:
+        demo.train_with_transformers_trainer(base_model, folder / "runs", task="text-classification", steps=2)
+        return folder / "runs"
+
+    return once(tmp_path_factory, "hf-trainer", make)
 
 
 @pytest.fixture(scope="session")
 def crf_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A token classifier with a CRF over its logits (``model.*`` + ``crf.transitions`` ...), trained for 3 steps
     by a real ``Trainer`` on the CRF's negative log-likelihood."""
-    return demo.train_checkpoint(
-        base_model, tmp_path_factory.mktemp("crf") / "crf.ckpt", task="token-classification", layout="crf"
+    return once(
+        tmp_path_factory,
+        "crf",
+        lambda folder: demo.train_checkpoint(
+            base_model, folder / "crf.ckpt", task="token-classification", layout="crf"
+        ),
     )
 
 
@@ -104,20 +165,44 @@ LONGFORMER_TASKS = (
 @pytest.fixture(scope="session")
 def led_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny LED base folder: config.json, generation_config.json and tokenizer files, no weights."""
-    return demo.make_base_model(tmp_path_factory.mktemp("led-base") / "tiny-led", family="led")
+    return once(tmp_path_factory, "led-base", lambda folder: demo.make_base_model(folder / "tiny-led", family="led"))
 
 
 @pytest.fixture(scope="session")
-def task_checkpoints(base_model: Path, led_base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained_checkpoint(
+    base_model: Path, led_base_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Path]:
+    """``trained_checkpoint(task, layout, family=None, steps=2, **hparams)``: a checkpoint of a tiny module for
+    ``task`` in ``layout`` (``demo.LAYOUTS``), trained once per run by a real Trainer (AdamW), on
+    ``led_base_model`` for the LED family (``family``: the task's first family), else on ``base_model``.
+    ``hparams`` are what the module records (``labels=None``: the key is recorded, empty)."""
+    from longformer_action.registry import tasks
+
+    def get(task: str = "question-answering", layout: str = "wrapped", *, family: str | None = None, steps: int = 2,
+            **hparams: Any) -> Path:  # fmt: skip
+        family = family or tasks.get(task).family
+        base = led_base_model if family == "led" else base_model
+        name = "-".join([family, task, layout, str(steps), *(f"{k}={v}" for k, v in sorted(hparams.items()))])
+        return once(
+            tmp_path_factory,
+            name,
+            lambda folder: demo.train_checkpoint(
+                base, folder / f"{task}.ckpt", task=task, layout=layout, steps=steps, **hparams
+            ),  # fmt: skip
+        )
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def task_checkpoints(base_model: Path, led_base_model: Path, trained_checkpoint) -> dict:
     """task -> (checkpoint, the trained module): one Trainer run per task, each module wrapping the task's
     transformers class (``text2text-generation``: an LED on ``led_base_model``)."""
-    folder = tmp_path_factory.mktemp("task-ckpt")
     made = {}
     for task in (*LONGFORMER_TASKS, "text2text-generation"):
         base = led_base_model if task == "text2text-generation" else base_model
-        module = demo.make_module(base, task=task, layout="wrapped", labels=None)
-        path = demo.fit_and_save(module, demo.batches(base, 2, task=task), folder / f"{task}.ckpt")
-        made[task] = (path, module.eval())
+        path = trained_checkpoint(task, "wrapped", labels=None)
+        made[task] = (path, trained_module(base, path, task=task, labels=None))
     return made
 
 
@@ -126,14 +211,15 @@ def lightning_cli_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPath
     """A multi-label classifier built by a real ``LightningCLI`` and trained by a real Trainer: its
     hyper-parameters hold the config as ``class_path``/``init_args`` with ``attention_window`` [8, 8],
     the labels and ``problem_type`` (see ``tests/lightning_cli.py``)."""
-    import json
-
     from . import lightning_cli
 
-    config = json.loads((base_model / "config.json").read_text())
-    module = lightning_cli.make_module(config, [8, 8])
-    batches = demo.batches(base_model, 2, task="text-classification")
-    return demo.fit_and_save(module, batches, tmp_path_factory.mktemp("cli-ckpt") / "multilabel.ckpt")
+    def make(folder: Path) -> Path:
+        config = json.loads((base_model / "config.json").read_text())
+        module = lightning_cli.make_module(config, [8, 8])
+        batches = demo.batches(base_model, 2, task="text-classification")
+        return demo.fit_and_save(module, batches, folder / "multilabel.ckpt")
+
+    return once(tmp_path_factory, "cli-ckpt", make)
 
 
 @pytest.fixture()

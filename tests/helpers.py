@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
 
 def one_error_line(result) -> str:
     """Assert the command failed with exactly one ``Error:`` line and no traceback; return it."""
@@ -93,3 +103,58 @@ class Runs:
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("Error:")]
+
+
+def trained_module(base: Path, checkpoint: Path, *, task: str, layout: str = "wrapped", **hparams: Any) -> Any:
+    """The LightningModule that wrote ``checkpoint`` (``trained_checkpoint``), rebuilt with its weights, in eval
+    mode."""
+    import torch
+
+    from longformer_action import demo
+
+    module = demo.make_module(base, task=task, layout=layout, **hparams)
+    module.load_state_dict(torch.load(checkpoint, weights_only=False, map_location="cpu")["state_dict"])
+    return module.eval()
+
+
+def once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
+    """``make(folder)`` run once per test run, whatever the number of xdist workers; its result is JSON data.
+
+    Without xdist it simply runs. Under xdist the result is kept as JSON in the run's shared folder,
+    made by the first worker that asks, under a file lock; ``Path`` results come back as ``Path``.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return make(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "shared"
+    shared.mkdir(exist_ok=True)
+    done = shared / f"{name}.json"
+    with FileLock(str(done) + ".lock"):
+        if done.is_file():
+            return _decode(json.loads(done.read_text()))
+        folder = shared / name
+        folder.mkdir()
+        result = make(folder)
+        done.write_text(json.dumps(_encode(result)))
+        return result
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Path):
+        return {"__path__": str(value)}
+    if isinstance(value, dict):
+        return {"__dict__": [[k, _encode(v)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return {"__tuple__": [_encode(v) for v in value]}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "__path__" in value:
+        return Path(value["__path__"])
+    if isinstance(value, dict) and "__dict__" in value:
+        return {k: _decode(v) for k, v in value["__dict__"]}
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    return value

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -384,22 +383,6 @@ def test_inspect_reports_an_unconvertible_layout(cli, tmp_path):
     result = cli("inspect", "--checkpoint", path)
     assert result.exit_code == 0
     assert "not decided: no Longformer encoder" in result.stdout
-
-
-def test_demo_runs_offline(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [shutil.which("longformer-convert") or "longformer-convert", "demo", "--output", str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "check:  passed (max abs diff 0)" in result.stdout
-    assert "task:   question-answering (LongformerForQuestionAnswering)" in result.stdout
-    assert "sample: Where is the Eiffel Tower? -> '" in result.stdout
-    assert (tmp_path / "demo" / "model" / "model.safetensors").exists()
 
 
 def test_check_failure_exit_status_is_distinct():

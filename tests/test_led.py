@@ -24,9 +24,9 @@ WRAPPER = "_forward_module."
 
 
 @pytest.fixture(scope="module")
-def led_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny LED base folder: config.json, generation_config.json and tokenizer files, no weights."""
-    return demo.make_base_model(tmp_path_factory.mktemp("led-base") / "tiny-led", family="led")
+def led_base(led_base_model: Path) -> Path:
+    """The session's tiny LED base folder: config.json, generation_config.json and tokenizer files, no weights."""
+    return led_base_model
 
 
 def _rewrite(source: Path, target: Path, change) -> Path:
@@ -37,13 +37,11 @@ def _rewrite(source: Path, target: Path, change) -> Path:
 
 
 @pytest.fixture(scope="module")
-def led_checkpoints(led_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Trainer checkpoints of a tiny LED: wrapped (``model.led.*``), bare keys, and variants of the wrapped one."""
+def led_checkpoints(trained_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Trainer checkpoints of a tiny LED: wrapped (``model.led.*``), bare keys (the session's, trained once), and
+    variants of the wrapped one."""
     folder = tmp_path_factory.mktemp("led-ckpt")
-    made = {
-        layout: demo.train_checkpoint(led_base, folder / f"{layout}.ckpt", task=TASK, layout=layout, steps=2)
-        for layout in ("wrapped", "bare")
-    }
+    made = {layout: trained_checkpoint(TASK, layout) for layout in ("wrapped", "bare")}
     made["prefixed"] = _rewrite(
         made["wrapped"], folder / "prefixed.ckpt", lambda sd: {WRAPPER + k: v for k, v in sd.items()}
     )
@@ -260,13 +258,6 @@ def test_other_led_heads_are_refused(head):
     assert "not a head that a transformers class computes" in message
     assert "--task feature-extraction" in message and "LEDModel" in message
     assert tasks.get("feature-extraction", "led").architecture == "LEDModel"
-
-
-def test_demo_runs_offline(cli, tmp_path):
-    result = cli("demo", "--task", TASK, "--output", tmp_path / "demo", env={"HF_HUB_OFFLINE": "1"})
-    assert result.exit_code == 0, result.stderr
-    assert "check:  passed" in result.stdout and "sample: " in result.stdout and "tokens [" in result.stdout
-    assert "text2text-generation (LEDForConditionalGeneration)" in result.stdout
 
 
 @pytest.fixture(scope="module")

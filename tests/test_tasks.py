@@ -24,7 +24,7 @@ from longformer_action.cli import main
 from longformer_action.registry import tasks
 from longformer_action.registry.attention import global_attention_mask
 
-from .helpers import one_error_line
+from .helpers import one_error_line, trained_module
 
 #: (task, layout) pairs whose head ``--task auto`` reads on its own, and those it must ask about.
 AUTO = {
@@ -44,25 +44,25 @@ ASKS = {("token-classification", "sibling"), ("multiple-choice", "sibling")}
 PAIRS = sorted(AUTO | ASKS)
 
 
+#: Every test here trains or converts: end to end.
+pytestmark = pytest.mark.e2e
+
+
 def run(*args: Any):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
 
 
 @pytest.fixture(scope="module")
-def trained(
-    base_model: Path, task_checkpoints, tmp_path_factory: pytest.TempPathFactory
-) -> dict[tuple[str, str], tuple[Path, Any]]:
-    """(task, layout) -> (checkpoint, the trained module), each trained once with a real Trainer (the
-    wrapped layout's are the session's)."""
-    folder = tmp_path_factory.mktemp("tasks")
+def trained(base_model: Path, task_checkpoints, trained_checkpoint) -> dict[tuple[str, str], tuple[Path, Any]]:
+    """(task, layout) -> (checkpoint, the trained module), each trained once per run with a real Trainer (the
+    session's ``trained_checkpoint``)."""
     made = {}
     for task, layout in PAIRS:
         if layout == "wrapped":
             made[(task, layout)] = task_checkpoints[task]
             continue
-        module = demo.make_module(base_model, task=task, layout=layout, labels=None)
-        path = demo.fit_and_save(module, demo.batches(base_model, 2, task=task), folder / f"{task}-{layout}.ckpt")
-        made[(task, layout)] = (path, module.eval())
+        path = trained_checkpoint(task, layout, labels=None)
+        made[(task, layout)] = (path, trained_module(base_model, path, task=task, layout=layout, labels=None))
     return made
 
 
@@ -409,14 +409,6 @@ def test_inspect_names_the_task_and_the_readings(trained):
         "text-classification",
     }
     assert data["head"]["head_keys"] == {"scorer.bias": [1], "scorer.weight": [1, 32]}
-
-
-@pytest.mark.parametrize("task", ["text-classification", "token-classification", "fill-mask", "multiple-choice"])
-def test_demo_for_each_task_runs_offline(tmp_path, task):
-    result = run("demo", "--task", task, "--output", tmp_path / "demo")
-    assert result.exit_code == 0, result.stderr
-    assert f"task:   {task} ({tasks.get(task).architecture})" in result.stdout
-    assert "check:  passed (max abs diff 0)" in result.stdout and "sample:" in result.stdout
 
 
 def test_a_linear_over_the_pooler_output_is_exactly_a_sequence_classifier(base_model, tmp_path):

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from longformer_action import demo
 from longformer_action.errors import EXIT_CHECK_FAILED
 
-from .helpers import one_error_line
+from .helpers import once, one_error_line
 
 
 def _report(folder: Path) -> dict:
@@ -42,25 +42,32 @@ def _fit(module, base: Path, path: Path, *, task: str = "question-answering", st
 # --- 4. several copies of the model -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ema_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """allenai's layout (``model`` + ``qa_outputs``) with an EMA of both beside them (``ema.module.*``)."""
     from torch import nn
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    module = demo.make_module(base_model, layout="origin")
-    raw = lambda: nn.ModuleDict({"model": module.model, "qa_outputs": module.qa_outputs})  # noqa: E731
-    module.ema = AveragedModel(raw(), multi_avg_fn=get_ema_multi_avg_fn(0.5))
-    module.on_train_batch_end = lambda *args: module.ema.update_parameters(raw())
-    return _fit(module, base_model, tmp_path_factory.mktemp("ema") / "ema.ckpt")
+    def make(folder: Path) -> Path:
+        module = demo.make_module(base_model, layout="origin")
+        raw = lambda: nn.ModuleDict({"model": module.model, "qa_outputs": module.qa_outputs})  # noqa: E731
+        module.ema = AveragedModel(raw(), multi_avg_fn=get_ema_multi_avg_fn(0.5))
+        module.on_train_batch_end = lambda *args: module.ema.update_parameters(raw())
+        return _fit(module, base_model, folder / "ema.ckpt")
+
+    return once(tmp_path_factory, "wild-ema", make)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def teacher_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wrapped text classifier (``model.*``) trained beside a frozen copy of itself (``teacher.*``)."""
-    module = demo.make_module(base_model, task="text-classification")
-    module.teacher = copy.deepcopy(module.model).requires_grad_(False)
-    return _fit(module, base_model, tmp_path_factory.mktemp("teacher") / "teacher.ckpt", task="text-classification")
+
+    def make(folder: Path) -> Path:
+        module = demo.make_module(base_model, task="text-classification")
+        module.teacher = copy.deepcopy(module.model).requires_grad_(False)
+        return _fit(module, base_model, folder / "teacher.ckpt", task="text-classification")
+
+    return once(tmp_path_factory, "wild-teacher", make)
 
 
 def test_ema_copies_are_listed_with_the_option_that_selects_each(cli, ema_checkpoint, base_model, tmp_path):
@@ -162,10 +169,9 @@ def _lora_module(base: Path, task: str, lora_kwargs: dict):
     return LoraModule()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lora(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """LoRA checkpoints and the adapter_config.json peft saves with them, by case."""
-    folder = tmp_path_factory.mktemp("lora")
     cases = {
         # the report's case: query and value adapted, the classifier trained as a whole copy
         "text-classification": dict(
@@ -174,13 +180,17 @@ def lora(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         # another: every dense layer adapted, a different scaling, the head left frozen
         "token-classification": dict(r=2, lora_alpha=16, target_modules=["query", "key", "value", "dense"]),
     }
-    made = {}
-    for task, kwargs in cases.items():
-        module = _lora_module(base_model, task, kwargs)
-        ckpt = _fit(module, base_model, folder / f"{task}.ckpt", task=task)
-        module.model.save_pretrained(folder / task)
-        made[task] = (ckpt, folder / task / "adapter_config.json")
-    return made
+
+    def make(folder: Path) -> dict[str, tuple[Path, Path]]:
+        made = {}
+        for task, kwargs in cases.items():
+            module = _lora_module(base_model, task, kwargs)
+            ckpt = _fit(module, base_model, folder / f"{task}.ckpt", task=task)
+            module.model.save_pretrained(folder / task)
+            made[task] = (ckpt, folder / task / "adapter_config.json")
+        return made
+
+    return once(tmp_path_factory, "wild-lora", make)
 
 
 def test_lora_without_its_config_says_how_to_merge(cli, lora, base_model, tmp_path):
@@ -244,24 +254,31 @@ def test_adapter_config_without_adapters_is_refused(cli, checkpoints, lora, base
 # --- 6. the config the checkpoint records -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def config_in_hparams(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``save_hyperparameters()`` with the transformers config as a dict (attention_window [8, 8])."""
     from transformers import LongformerConfig
 
     config = LongformerConfig.from_pretrained(base_model, num_labels=3).to_dict()
     config["attention_window"] = [8, 8]
-    module = demo.make_module(base_model, task="text-classification", config=config)
-    return _fit(module, base_model, tmp_path_factory.mktemp("hp") / "config.ckpt", task="text-classification")
+
+    def make(folder: Path) -> Path:
+        module = demo.make_module(base_model, task="text-classification", config=config)
+        return _fit(module, base_model, folder / "config.ckpt", task="text-classification")
+
+    return once(tmp_path_factory, "wild-config", make)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wide_window(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Trained with a 32-token window; the script's ``args.attention_window`` is allenai's one-sided 16."""
-    folder = tmp_path_factory.mktemp("wide")
-    base = demo.make_base_model(folder / "base", tokenizer=False, attention_window=32)
-    module = demo.make_module(base, args=argparse.Namespace(attention_window=16, seq_len=4096))
-    return _fit(module, base, folder / "wide.ckpt"), base
+
+    def make(folder: Path) -> tuple[Path, Path]:
+        base = demo.make_base_model(folder / "base", tokenizer=False, attention_window=32)
+        module = demo.make_module(base, args=argparse.Namespace(attention_window=16, seq_len=4096))
+        return _fit(module, base, folder / "wide.ckpt"), base
+
+    return once(tmp_path_factory, "wild-wide", make)
 
 
 def test_a_wrong_config_no_longer_passes_the_check(cli, config_in_hparams, tmp_path):
