@@ -1,4 +1,4 @@
-"""The one SHA-256 helper set: a file's digest, a file's digest in the background, a folder's digest.
+"""The one SHA-256 helper set: a file's digest (now or in the background), a folder's, a name's, a stream's.
 
 Digests name files in the report, the model card and ``SHA256SUMS``, and tell a folder's files from
 the ones its report lists. Files are read in chunks (``hashlib.file_digest``), never whole."""
@@ -9,12 +9,23 @@ import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, hex."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 of ``data``, hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def streaming_sha256() -> Any:
+    """A SHA-256 to ``update()`` with what is written, while it is written (``hexdigest()`` at the end)."""
+    return hashlib.sha256()
 
 
 def in_background(compute: Callable[[], str]) -> Callable[[], str]:

@@ -12,10 +12,12 @@ module's ``pytestmark``): ``-m "not e2e and not container and not act"`` runs th
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,6 +26,8 @@ from click.testing import CliRunner
 # one thread per process: two xdist workers (and the subprocesses they start) share two cores
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# offline from the start: huggingface_hub reads it when first imported
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from longformer_action import demo  # noqa: E402
 from longformer_action.cli import main  # noqa: E402
@@ -33,7 +37,6 @@ from .helpers import once, trained_module  # noqa: E402
 # keep the runner-emulation tests honest: the suite itself may run inside GitHub Actions
 for _name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
     os.environ.pop(_name, None)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 #: Fixtures that train a model or run a whole command: a test that uses one is ``e2e``.
 E2E_FIXTURES = {
@@ -220,6 +223,60 @@ def lightning_cli_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPath
         return demo.fit_and_save(module, batches, folder / "multilabel.ckpt")
 
     return once(tmp_path_factory, "cli-ckpt", make)
+
+
+#: The base folders' forms: the config alone, or with the public model's tokenizer files.
+FORMS = ("config-only", "with-tokenizer")
+
+
+@pytest.fixture(scope="session")
+def public_bases(base_model, led_base_model, tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """(model, form) -> a base folder made from the public model's files (``tests/public_models.py``)."""
+    from .public_models import PUBLIC_MODELS, make_public_base
+
+    tiny = {
+        "longformer": json.loads((base_model / "config.json").read_text()),
+        "led": json.loads((led_base_model / "config.json").read_text()),
+    }
+
+    def make(root: Path) -> dict[str, Path]:
+        return {
+            f"{m.name}/{form}": make_public_base(m, root / m.name / form, tiny[m.family], tokenizer=form == FORMS[1])
+            for m in PUBLIC_MODELS
+            for form in FORMS
+        }
+
+    made = once(tmp_path_factory, "public-bases", make)
+    return {tuple(key.split("/")): path for key, path in made.items()}
+
+
+@pytest.fixture(scope="session")
+def public_folders(public_bases, task_checkpoints, tmp_path_factory) -> dict[tuple[str, str, str], tuple[Path, Any]]:
+    """(model, form, task, [dtype]) -> (the converted folder, the command's exit code and stderr), converted once per
+    run on first use (``led-feature-extraction``: the LED checkpoint with ``--task feature-extraction``)."""
+
+    class Lazy(dict):
+        def __missing__(self, key):
+            name, form, task, dtype = (*key, "float32")[:4]
+            checkpoint = task_checkpoints["text2text-generation" if task.startswith("led-") else task][0]
+            extra = ["--task", "feature-extraction"] if task == "led-feature-extraction" else []
+            extra += [] if dtype == "float32" else ["--dtype", dtype]
+
+            def convert(root: Path) -> dict[str, Any]:
+                out = root / "model"
+                args = ["convert", "--checkpoint", checkpoint, "--output", out]
+                args += ["--base-model", public_bases[(name, form)], *extra]
+                # the check's gc.collect() scans every object of this long test process: keep the ones made so far
+                # out of its way (this changes how long it takes, not what it finds)
+                gc.freeze()
+                result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
+                return {"folder": out, "exit_code": result.exit_code, "stderr": result.stderr}
+
+            done = once(tmp_path_factory, "-".join(["public", name, form, task, dtype]), convert)
+            self[key] = (done["folder"], SimpleNamespace(exit_code=done["exit_code"], stderr=done["stderr"]))
+            return self[key]
+
+    return Lazy()
 
 
 @pytest.fixture()

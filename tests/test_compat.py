@@ -16,11 +16,10 @@ the test skips with the reason, except in CI (``CI=true``), where it fails.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import subprocess
-import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,11 @@ from longformer_action.registry import tasks
 from longformer_action.registry.attention import global_attention_mask
 from longformer_action.registry.families import sep_token_id
 
+from . import compat_probe
 from .conftest import LONGFORMER_TASKS
-from .public_models import BY_NAME, make_public_base
+
+#: One xdist worker runs them all: its fixtures convert the folders and start the old transformers once.
+pytestmark = pytest.mark.xdist_group("compat")
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).with_name("compat_probe.py")
@@ -68,38 +70,22 @@ def _python(environment: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def folders(task_checkpoints, base_model, led_base_model, tmp_path_factory) -> dict[str, dict[str, Any]]:
-    """key -> the converted folder and what the probe needs: its auto class and its inputs (saved)."""
-    from click.testing import CliRunner
-
-    from longformer_action.cli import main
+def folders(public_folders, tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """key -> the converted folder and what the probe needs: its auto class and its inputs (saved). The folders
+    are the session's conversions against the public models' bases (``public_folders``: the float32 ones are
+    ``tests/test_public_models.py``'s)."""
+    from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("compat")
-    tiny = {
-        family: json.loads((b / "config.json").read_text())
-        for family, b in (("longformer", base_model), ("led", led_base_model))
-    }
-    bases: dict[str, Path] = {}
     made = {}
     for key, task, name, dtype in FOLDERS:
         led = task in ("text2text-generation", "led-feature-extraction")
         name = "led-large-16384-arxiv" if led else name
-        if name not in bases:
-            model = BY_NAME[name]
-            bases[name] = make_public_base(model, root / "bases" / name, tiny[model.family], tokenizer=True)
-        checkpoint = task_checkpoints["text2text-generation" if led else task][0]
-        out = root / key
-        args = ["convert", "--checkpoint", checkpoint, "--output", out, "--base-model", bases[name], "--dtype", dtype]
-        if task == "led-feature-extraction":
-            args += ["--task", "feature-extraction"]
-        gc.freeze()  # the check's gc.collect() need not scan this test process's older objects
-        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
+        out, result = public_folders[(name, "with-tokenizer", task, dtype)]
         assert result.exit_code == 0, result.stderr
         report = json.loads((out / "conversion-report.json").read_text())
         entry = tasks.get(report["conversion"]["task"], report["conversion"]["family"])
         config = entry.model_class().config_class.from_pretrained(out)
-        from transformers import AutoTokenizer
-
         inputs = make_inputs(entry, config, AutoTokenizer.from_pretrained(out))
         convention = report["conversion"]["global_attention"]
         if convention["call"]:  # as the model card says: the mask the module trained with, passed explicitly
@@ -120,8 +106,9 @@ def folders(task_checkpoints, base_model, led_base_model, tmp_path_factory) -> d
 
 @pytest.fixture(scope="module")
 def probed(folders, tmp_path_factory) -> dict[str, Any]:
-    """environment -> the probe's results (``5`` is this Python); the environments run side by side."""
-    pythons = {"5": Path(sys.executable)}
+    """environment -> the probe's results (``5`` is this Python, probed in this process while the compatibility
+    environments' probes run beside it)."""
+    pythons: dict[str, Path] = {}
     missing = []
     for environment in ENVIRONMENTS:
         python = ROOT / f".venv-compat-{environment}" / "bin" / "python"
@@ -142,6 +129,10 @@ def probed(folders, tmp_path_factory) -> dict[str, Any]:
         for name, python in pythons.items()
     }
     results: dict[str, Any] = {"missing": missing}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as the environments' probes run (PYTHONWARNINGS=ignore)
+        compat_probe.main(str(spec), str(root / "5.pt"))
+    results["5"] = torch.load(root / "5.pt", weights_only=False)
     for name, process in running.items():
         output, _ = process.communicate(timeout=900)
         assert process.returncode == 0, f"the probe failed under {name}:\n{output.decode()[-3000:]}"

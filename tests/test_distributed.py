@@ -23,6 +23,9 @@ from longformer_action.reading.distributed import DEEPSPEED_ZERO, FSDP_SHARDED, 
 
 from .helpers import one_error_line
 
+#: One xdist worker runs them all: its fixtures train with FSDP once.
+pytestmark = pytest.mark.xdist_group("distributed")
+
 
 def _cpu_fsdp_strategy():
     """Lightning's ``FSDPStrategy``, allowed to run on CPU.

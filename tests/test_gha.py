@@ -3,6 +3,7 @@ action's input validation step run as the runner would run it (INPUT_* with decl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -91,13 +92,18 @@ class Runner:
         return parse_github_output(self.output.read_text())
 
     def cli(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "longformer_action", *args],
-            cwd=self.workspace,
-            env=self.env(**kwargs),
-            capture_output=True,
-            text=True,
-            timeout=600,
+        """The command, run in this process as the runner's container step runs it: in the workspace, with
+        the step's environment only (the runner's own variables of this process unset)."""
+        from click.testing import CliRunner
+
+        from longformer_action.cli import main
+
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("GITHUB_", "INPUT_", "RUNNER_"))}
+        env.update(self.env(**kwargs))
+        with contextlib.chdir(self.workspace):
+            result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=True)
+        return subprocess.CompletedProcess(
+            ["longformer-convert", *args], result.exit_code, result.stdout, result.stderr
         )
 
 

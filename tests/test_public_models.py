@@ -8,7 +8,6 @@ settings are compared with what transformers loads from the base.
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
 from pathlib import Path
@@ -22,11 +21,10 @@ from longformer_action.checking.inputs import SAMPLE_CONTEXT, SAMPLE_TEXT, SAMPL
 from longformer_action.reading.base_model import tokenizer_files
 from longformer_action.writing import tokenizer as tokenization
 
-from .conftest import LONGFORMER_TASKS
+from .conftest import FORMS, LONGFORMER_TASKS
 from .helpers import one_error_line
-from .public_models import BY_NAME, PUBLIC_MODELS, make_public_base
+from .public_models import BY_NAME, PUBLIC_MODELS
 
-FORMS = ("config-only", "with-tokenizer")
 #: (model, form, task): every task of the model's family. LED's feature extraction converts the LED
 #: checkpoint with ``--task feature-extraction``.
 CASES = [
@@ -37,48 +35,6 @@ CASES = [
 ]
 #: The legacy vocabulary files each kind of tokenizer gets beside tokenizer.json.
 LEGACY = {"bpe": {"vocab.json", "merges.txt"}, "wordpiece": {"vocab.txt"}, "sentencepiece": {"sentencepiece.bpe.model"}}
-
-
-@pytest.fixture(scope="session")
-def public_bases(base_model, led_base_model, tmp_path_factory) -> dict[tuple[str, str], Path]:
-    """(model, form) -> a base folder made from the public model's files."""
-    root = tmp_path_factory.mktemp("public-bases")
-    tiny = {
-        "longformer": json.loads((base_model / "config.json").read_text()),
-        "led": json.loads((led_base_model / "config.json").read_text()),
-    }
-    return {
-        (m.name, form): make_public_base(m, root / m.name / form, tiny[m.family], tokenizer=form == "with-tokenizer")
-        for m in PUBLIC_MODELS
-        for form in FORMS
-    }
-
-
-@pytest.fixture(scope="session")
-def public_folders(public_bases, task_checkpoints, tmp_path_factory) -> dict[tuple[str, str, str], tuple[Path, Any]]:
-    """(model, form, task) -> (the converted folder, the CLI's result), converted on first use."""
-    from click.testing import CliRunner
-
-    from longformer_action.cli import main
-
-    root = tmp_path_factory.mktemp("public-converted")
-    done: dict[tuple[str, str, str], tuple[Path, Any]] = {}
-
-    class Lazy(dict):
-        def __missing__(self, key):
-            name, form, task = key
-            checkpoint = task_checkpoints["text2text-generation" if task.startswith("led-") else task][0]
-            extra = ["--task", "feature-extraction"] if task == "led-feature-extraction" else []
-            # the check's gc.collect() scans every object of this long test process: keep the ones made so far
-            # out of its way (this changes how long it takes, not what it finds)
-            gc.freeze()
-            out = root / f"{name}-{form}-{task}"
-            args = ["convert", "--checkpoint", checkpoint, "--output", out, "--base-model", public_bases[(name, form)]]
-            result = CliRunner().invoke(main, [str(a) for a in [*args, *extra]], catch_exceptions=True)
-            self[key] = (out, result)
-            return self[key]
-
-    return Lazy(done)
 
 
 def _named(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

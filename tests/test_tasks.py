@@ -44,8 +44,8 @@ ASKS = {("token-classification", "sibling"), ("multiple-choice", "sibling")}
 PAIRS = sorted(AUTO | ASKS)
 
 
-#: Every test here trains or converts: end to end.
-pytestmark = pytest.mark.e2e
+#: Every test here trains or converts: end to end; one xdist worker runs them all (their fixtures convert 14 folders).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("tasks")]
 
 
 def run(*args: Any):

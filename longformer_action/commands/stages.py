@@ -15,7 +15,7 @@ from typing import Any
 
 from ..checking.result import CheckResult
 from ..errors import CheckFailed, ConversionError
-from ..mapping.keys import base_family
+from ..mapping.keys import checkpoint_family
 from ..mapping.plan import MapOptions, Plan, make_plan
 from ..progress import Progress, human_bytes
 from ..publishing.report import build_report, write_json
@@ -101,7 +101,7 @@ def default_base_for(ckpt: Checkpoint, spec: str, prefix: str, progress: Progres
         return spec
     shapes = {k: tuple(v.shape) for k, v in ckpt.state_dict.items() if hasattr(v, "shape")}
     try:
-        family, hidden = base_family(shapes, prefix)
+        family, hidden = checkpoint_family(shapes, prefix)
     except ConversionError:
         return spec  # the mapping stage names the problem
     if spec in {hub_id for _, hub_id in family.default_bases}:

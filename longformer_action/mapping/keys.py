@@ -105,17 +105,20 @@ def find_encoder(names: Iterable[str], prefix: str = "auto") -> str:
     """The prefix under which a Longformer (or LED) base model's keys live (``""`` for the root).
 
     Raises:
-        MappingError: see ``find_base``.
+        MappingError: see ``locate_base_model``.
     """
-    return find_base(names, prefix)[0]
+    return locate_base_model(names, prefix)[0]
 
 
 def _anchored(names: set[str], anchor: str) -> list[str]:
     return sorted({n[: -len(anchor)] for n in names if n == anchor or n.endswith("." + anchor)})
 
 
-def find_base(names: Iterable[str], prefix: str = "auto") -> tuple[str, Family]:
+def locate_base_model(names: Iterable[str], prefix: str = "auto") -> tuple[str, Family]:
     """The prefix under which the base model's keys live (``""`` for the root), and its family.
+
+    "Base model" as transformers says it (``base_model_prefix``): the encoder inside the checkpoint
+    (LED's encoder and decoder), not ``--base-model``, the folder or Hub id the config comes from.
 
     The family is read from the keys: Longformer's word embeddings, or LED's encoder positions
     (``led.encoder`` / ``led.decoder``).
@@ -173,14 +176,14 @@ def find_base(names: Iterable[str], prefix: str = "auto") -> tuple[str, Family]:
     return encoder, family
 
 
-def base_family(shapes: Mapping[str, Shape], prefix: str = "auto") -> tuple[Family, int]:
+def checkpoint_family(shapes: Mapping[str, Shape], prefix: str = "auto") -> tuple[Family, int]:
     """The family of a checkpoint's base model and its hidden size, from its keys and shapes.
 
     Raises:
-        MappingError: see ``find_base``.
+        MappingError: see ``locate_base_model``.
     """
     _, stripped = strip_wrappers(list(shapes))
-    encoder, family = find_base(stripped.values(), prefix)
+    encoder, family = locate_base_model(stripped.values(), prefix)
     anchor = next((s for s, n in stripped.items() if n == encoder + family.anchor), None)
     shape = tuple(shapes[anchor]) if anchor is not None else ()
     return family, int(shape[1]) if len(shape) == 2 else 0

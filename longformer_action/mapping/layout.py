@@ -20,7 +20,7 @@ from .keys import (
     Shape,
     _list,
     _with_shapes,
-    find_base,
+    locate_base_model,
     strip_wrappers,
 )
 
@@ -113,7 +113,7 @@ def plan_mapping(shapes: Mapping[str, Shape], *, task: str = "auto", prefix: str
     if not shapes:
         raise MappingError("checkpoint's state dict is empty", "pass the checkpoint of a trained model")
     wrapper, stripped = strip_wrappers(list(shapes))
-    encoder, family = find_base(stripped.values(), prefix)
+    encoder, family = locate_base_model(stripped.values(), prefix)
     head, back = _head(stripped, shapes, encoder, family)
     head_shapes = {k: tuple(shapes[s]) for k, s in back.items()}
     reading = _choose(head, head_shapes, encoder, task, family)
@@ -176,7 +176,7 @@ def head_readings(shapes: Mapping[str, Shape], *, prefix: str = "auto") -> dict[
         MappingError: no Longformer encoder (see ``find_encoder``).
     """
     wrapper, stripped = strip_wrappers(list(shapes))
-    encoder, family = find_base(stripped.values(), prefix)
+    encoder, family = locate_base_model(stripped.values(), prefix)
     head, back = _head(stripped, shapes, encoder, family)
     return {
         "family": family.name,

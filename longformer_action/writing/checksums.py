@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from ..digests import file_sha256
 from ..errors import OutputError
 from ..filesystem import writing
 from ..registry.files import CHECKSUMS_NAME
@@ -32,8 +32,7 @@ def write_checksums(folder: Path) -> Path:
         name = path.relative_to(folder).as_posix()
         if any(c in name for c in "\\\n\r"):
             raise OutputError(f"file name {name!r} cannot be listed in {CHECKSUMS_NAME}", "rename the file")
-        with path.open("rb") as f:
-            lines.append(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {name}\n")
+        lines.append(f"{file_sha256(path)}  {name}\n")
     with writing(target):
         target.write_text("".join(lines), encoding="utf-8")
     return target

@@ -6,7 +6,6 @@ Tensors are streamed from the memory-mapped checkpoint to disk one at a time, ca
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import struct
 from collections import Counter
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..digests import file_sha256, streaming_sha256
 from ..filesystem import writing
 from ..mapping.keys import KeyMapping
 from ..reading.base_model import BaseModel
@@ -127,11 +127,7 @@ class FileInfo:
 
 
 def file_info(path: Path, digests: Mapping[str, str]) -> FileInfo:
-    if path.name in digests:
-        digest = digests[path.name]
-    else:
-        with path.open("rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = digests[path.name] if path.name in digests else file_sha256(path)
     return FileInfo(path.name, path.stat().st_size, digest)
 
 
@@ -306,7 +302,7 @@ def _write_safetensors(
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
-    digest = hashlib.sha256()
+    digest = streaming_sha256()
     with writing(path, needs=8 + len(raw) + offset, split=split), path.open("wb") as f:
         for chunk in (struct.pack("<Q", len(raw)), raw):
             f.write(chunk)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..digests import sha256_hex
 from ..errors import OutputError
 from .rename import UNSUPPORTED
 
@@ -148,7 +148,7 @@ def _read_owner(fd: int, *, attempts: int = 50) -> Owner | None:
 
 def lock_path(output: Path) -> Path:
     """The lock file of ``output``: beside it, named by a digest of its name (fixed size)."""
-    digest = hashlib.sha256(os.fsencode(output.name)).hexdigest()[:16]
+    digest = sha256_hex(os.fsencode(output.name))[:16]
     return output.parent / f"{PREFIX}{digest}{LOCK_SUFFIX}"
 
 
