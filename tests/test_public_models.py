@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, GenerationConfig
 
 from longformer_action.checking.inputs import SAMPLE_CONTEXT, SAMPLE_TEXT, SAMPLE_UNICODE
 from longformer_action.reading.base_model import tokenizer_files
-from longformer_action.writing import tokenizer as tokenization
+from longformer_action.writing import tokenizer as writer
 
 from .conftest import FORMS, LONGFORMER_TASKS
 from .helpers import one_error_line
@@ -117,7 +117,7 @@ def test_model_max_length_is_capped_to_the_positions(public_folders, public_base
     assert result.exit_code == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     positions = config["max_position_embeddings"] - config["pad_token_id"] - 1
-    assert AutoTokenizer.from_pretrained(base).model_max_length == tokenization.UNSET_MAX_LENGTH
+    assert AutoTokenizer.from_pretrained(base).model_max_length == writer.UNSET_MAX_LENGTH
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == positions == 256
     facts = json.loads((out / "conversion-report.json").read_text())["conversion"]["tokenizer"]["model_max_length"]
     assert facts == {"base": None, "saved": 256, "positions": 256, "capped": True}

@@ -1,1 +1,1 @@
-"""The commands' work: ``convert``, ``verify`` and ``inspect`` over the shared stages."""
+"""The commands' work: ``convert``, ``verify``, ``inspect`` and ``demo`` over the shared stages."""

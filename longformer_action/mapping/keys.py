@@ -1,9 +1,10 @@
 """The key mapping and the search for the base model (the encoder, or LED's encoder and decoder) in a state dict.
 
-Pure: works on key names and shapes only. The encoder is found by its keys; the task is read from
-the keys outside it (the head) through the task registry (``tasks.py``), or given by the user. A key
-is either mapped to a target key, or dropped for a stated reason; anything else is an error, because
-a converter that drops unknown keys silently produces a model that runs and answers nonsense.
+Pure: works on key names and shapes only. The base model is found by its keys; the task is read from
+the keys outside it (the head) through the head matchers each task registers (``heads.py``), or
+given by the user (``layout.py``). A key is either mapped to a target key, or dropped for a stated
+reason; anything else is an error, because a converter that drops unknown keys silently produces a
+model that runs and answers nonsense.
 """
 
 from __future__ import annotations

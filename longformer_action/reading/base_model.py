@@ -35,7 +35,7 @@ class BaseModel:
         spec: what the user passed (folder or Hub id).
         folder: a local folder that holds ``config.json`` (a Hub snapshot for Hub ids).
         config: the parsed ``config.json``.
-        tokenizer_files: tokenizer files present in ``folder`` (``tokenization.TOKENIZER_PATTERNS``); the
+        tokenizer_files: tokenizer files present in ``folder`` (``TOKENIZER_PATTERNS``); the
             tokenizer itself is what ``AutoTokenizer`` loads from them.
         extra_files: other files the conversion reads (``generation_config.json``) present in ``folder``.
         revision: the Hub revision asked for (``None`` for folders).

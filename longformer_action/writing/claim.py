@@ -1,5 +1,4 @@
-"""Claim ``--output``: record what is there when the run checks it, and rename without replacing what
-appeared meanwhile (Linux's ``renameat2``)."""
+"""Claim ``--output``: record what is there when the run checks it, and tell any change to it since."""
 
 from __future__ import annotations
 

@@ -169,7 +169,7 @@ def write_base_tokenizer(base: BaseModel, config: Any, folder: Path) -> dict[str
         The tokenizer's facts, or ``None`` when the base has no tokenizer files.
 
     Raises:
-        BaseModelError: the base's tokenizer files do not load (see ``tokenization.load_base_tokenizer``).
+        BaseModelError: the base's tokenizer files do not load (see ``tokenizer.load_base_tokenizer``).
     """
     from .tokenizer import load_base_tokenizer, write_tokenizer
 

@@ -1,4 +1,4 @@
-"""The folder's generation settings (LED): the base model's effective ones, written and proven.
+"""The folder's generation settings (LED): the base model's effective ones (``checking/settings.py`` proves them).
 
 transformers reads a model's generation settings from its ``generation_config.json``, or, when it has
 none, from the generation keys of its ``config.json`` (``num_beams``, ``max_length``,

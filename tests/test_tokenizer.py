@@ -14,7 +14,7 @@ from longformer_action.checking.inputs import SAMPLE_CONTEXT
 from longformer_action.checking.tokenizer import check_max_length
 from longformer_action.errors import BaseModelError
 from longformer_action.reading.base_model import tokenizer_files
-from longformer_action.writing import tokenizer as tokenization
+from longformer_action.writing import tokenizer as writer
 
 from .helpers import one_error_line
 from .public_models import BY_NAME, make_public_base
@@ -31,11 +31,11 @@ def test_model_max_length_is_capped_to_the_positions(tmp_path):
     # 130 positions with padding id 1 leave 128 tokens; the tokenizer says 4096
     base = _base_with_length(tmp_path / "base", 4096, max_position_embeddings=130)
     config = LongformerConfig.from_pretrained(base)
-    assert tokenization.usable_positions(config) == 128
-    tokenizer = tokenization.load_base_tokenizer(base, tokenizer_files(base), config)
+    assert writer.usable_positions(config) == 128
+    tokenizer = writer.load_base_tokenizer(base, tokenizer_files(base), config)
     out = tmp_path / "out"
     out.mkdir()
-    facts = tokenization.write_tokenizer(tokenizer, out, config)
+    facts = writer.write_tokenizer(tokenizer, out, config)
     assert (facts.base_max_length, facts.saved_max_length, facts.capped) == (4096, 128, True)
     saved = AutoTokenizer.from_pretrained(out)
     assert saved.model_max_length == 128
@@ -52,14 +52,14 @@ def test_model_max_length_is_capped_to_the_positions(tmp_path):
 def test_a_shorter_model_max_length_is_kept(tmp_path):
     base = _base_with_length(tmp_path / "base", 64)
     config = LongformerConfig.from_pretrained(base)
-    tokenizer = tokenization.load_base_tokenizer(base, tokenizer_files(base), config)
-    facts = tokenization.write_tokenizer(tokenizer, tmp_path, config)
+    tokenizer = writer.load_base_tokenizer(base, tokenizer_files(base), config)
+    facts = writer.write_tokenizer(tokenizer, tmp_path, config)
     assert (facts.saved_max_length, facts.capped) == (64, False)
 
 
 def test_led_positions_are_the_encoders():
     config = LEDConfig(max_encoder_position_embeddings=256, max_decoder_position_embeddings=64, pad_token_id=1)
-    assert tokenization.usable_positions(config) == 256
+    assert writer.usable_positions(config) == 256
 
 
 def test_tokenizer_files_are_found_by_what_they_are(tmp_path):
@@ -94,7 +94,7 @@ def test_a_tokenizer_class_that_does_not_read_the_vocabulary_is_an_error(base_mo
     (base / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 4096}))
     config = LongformerConfig.from_pretrained(base)
     with pytest.raises(BaseModelError) as info:
-        tokenization.load_base_tokenizer(base, tokenizer_files(base), config)
+        writer.load_base_tokenizer(base, tokenizer_files(base), config)
     message = info.value.format_message()
     assert "(sentencepiece.bpe.model, special_tokens_map.json, tokenizer_config.json)" in message
     assert "only its special tokens" in message and "XLMRobertaTokenizer for sentencepiece.bpe.model" in message
@@ -103,4 +103,4 @@ def test_a_tokenizer_class_that_does_not_read_the_vocabulary_is_an_error(base_mo
 def test_a_tokenizer_larger_than_the_vocabulary_is_an_error(base_model, tmp_path):
     config = LongformerConfig.from_pretrained(base_model, vocab_size=100)
     with pytest.raises(BaseModelError, match=r"has \d+ tokens but config.json's vocab_size is 100"):
-        tokenization.load_base_tokenizer(base_model, tokenizer_files(base_model), config)
+        writer.load_base_tokenizer(base_model, tokenizer_files(base_model), config)
