@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -608,8 +610,31 @@ def test_model_card_metadata_is_validated(hub: FakeHub, tmp_path: Path) -> None:
 # -- faults and what huggingface_hub retries ----------------------------------------------------------------------
 
 
+class _Clock:
+    """huggingface_hub's ``time`` module as its retry loop sees it: ``sleep`` records the wait instead of waiting."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds huggingface_hub's ``http_backoff`` chose to wait between tries (recorded, not waited)."""
+    from huggingface_hub.utils import _http
+
+    clock = _Clock()
+    monkeypatch.setattr(_http, "time", clock)
+    return clock.slept
+
+
 def test_a_500_on_the_preupload_is_retried_by_huggingface_hub(
-    hub: FakeHub, folder: Path, caplog: pytest.LogCaptureFixture
+    hub: FakeHub, folder: Path, caplog: pytest.LogCaptureFixture, waits: list[float]
 ) -> None:
     api(hub).create_repo(REPO)
     hub.inject("preupload", 500)
@@ -620,9 +645,12 @@ def test_a_500_on_the_preupload_is_retried_by_huggingface_hub(
     assert [r.status for r in hub.calls("preupload")] == [500, 200]
     assert info.oid == hub.repos[REPO].refs["main"]
     assert "HTTP Error 500 thrown while requesting POST" in caplog.text and "Retrying in 1s [Retry 1/5]" in caplog.text
+    assert waits == [1]
 
 
-def test_a_429_on_the_lfs_batch_waits_retry_after(hub: FakeHub, folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_429_on_the_lfs_batch_waits_retry_after(
+    hub: FakeHub, folder: Path, caplog: pytest.LogCaptureFixture, waits: list[float]
+) -> None:
     api(hub).create_repo(REPO)
     hub.inject("lfs-batch", 429, retry_after=0)
 
@@ -631,15 +659,17 @@ def test_a_429_on_the_lfs_batch_waits_retry_after(hub: FakeHub, folder: Path, ca
 
     assert [r.status for r in hub.calls("lfs-batch")] == [429, 200]
     assert "Rate limited. Waiting 1.0s before retry [Retry 1/5]." in caplog.text, "Retry-After + 1 s"
+    assert waits == [1.0]
 
 
-def test_a_dropped_lfs_upload_is_retried(hub: FakeHub, folder: Path) -> None:
+def test_a_dropped_lfs_upload_is_retried(hub: FakeHub, folder: Path, waits: list[float]) -> None:
     api(hub).create_repo(REPO)
     hub.inject("lfs-upload", drop=True)
 
     api(hub).upload_folder(repo_id=REPO, folder_path=folder, commit_message="Add")
 
     assert [r.status for r in hub.calls("lfs-upload")].count(0) == 1 and len(hub.calls("lfs-upload")) == 3
+    assert waits == [1], "one dropped connection, one wait of the first backoff step"
     assert without_gitattributes(hub.repos[REPO].sha256sums()) == sha256sums(folder)
 
 

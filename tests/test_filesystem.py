@@ -33,14 +33,28 @@ needs_namespaces = pytest.mark.skipif(
 
 
 def _cli(*args: object, preexec=None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "longformer_action", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        preexec_fn=preexec,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-    )
+    (result,) = _clis([args], preexec=preexec, env=env)
+    return result
+
+
+def _clis(runs, preexec=None, env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess[str]]:
+    """Runs of the command line as processes of their own, started together (each one's arguments in ``runs``)."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "longformer_action", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        )
+        for args in runs
+    ]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return results
 
 
 def _error_line(stderr: str) -> str:
@@ -120,17 +134,18 @@ def test_a_file_size_limit_names_max_shard_size(checkpoints, base_model, tmp_pat
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
 
-    out = tmp_path / "model"
-    args = ("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model)
-    result = _cli(*args, preexec=limit)
+    out, fixed_out = tmp_path / "model", tmp_path / "fixed"
+    args = ("convert", "--checkpoint", checkpoints["plain"], "--base-model", base_model)
+    # the run that fails and the fix, side by side under the same limit
+    result, fixed = _clis([(*args, "--output", out), (*args, "--output", fixed_out, "--max-shard-size", "40kB")],
+                          preexec=limit)  # fmt: skip
     assert result.returncode == 1
     line = _error_line(result.stderr)
     assert "model.safetensors is larger than the file system (or the process's file size limit, ulimit -f)" in line
     assert "(EFBIG)" in line and "Pass a smaller --max-shard-size (e.g. --max-shard-size 1GB)" in line
     assert not out.exists()
-    fixed = _cli(*args, "--max-shard-size", "40kB", preexec=limit)
     assert fixed.returncode == 0, fixed.stderr
-    assert (out / "model.safetensors.index.json").is_file()
+    assert (fixed_out / "model.safetensors.index.json").is_file()
 
 
 # --- an OSError at every write ---------------------------------------------------------------------
@@ -272,32 +287,43 @@ def test_a_name_that_is_not_utf8(cli, checkpoints, base_model, tmp_path):
 def test_a_checkpoint_the_user_cannot_read(checkpoints, tmp_path, where):
     """A real unprivileged read: root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (dropped from the
     bounding set, so not regained at exec) meets file permissions as any user does."""
-    folder = tmp_path / "runs"
-    folder.mkdir()
-    ckpt = folder / "best.ckpt"
-    shutil.copy(checkpoints["plain"], ckpt)
-    os.chown(ckpt, 1234, 1234)
-    os.chown(folder, 1234, 1234)
-    (ckpt if where == "file" else folder).chmod(0o600 if where == "file" else 0o700)
+    ckpt, fixed_ckpt = (_unreadable(checkpoints["plain"], tmp_path / name, where) for name in ("runs", "fixed"))
+    if where == "file":
+        fixed_ckpt.chmod(0o644)  # the fix
+    else:
+        fixed_ckpt.parent.chmod(0o711)  # the fix
     drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-    run = lambda: subprocess.run(  # noqa: E731
-        [*drop, sys.executable, "-m", "longformer_action", "inspect", "--checkpoint", str(ckpt)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    result = run()
-    assert result.returncode == 1
-    line = _error_line(result.stderr)
+    # the failing run and the fixed one, side by side
+    processes = [
+        subprocess.Popen(
+            [*drop, sys.executable, "-m", "longformer_action", "inspect", "--checkpoint", str(path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        for path in (ckpt, fixed_ckpt)
+    ]  # fmt: skip
+    (_, stderr), (_, fixed_stderr) = (process.communicate(timeout=600) for process in processes)
+    assert processes[0].returncode == 1
+    line = _error_line(stderr)
     if where == "file":
         assert f"cannot read checkpoint {ckpt}: permission denied (owner uid 1234, mode 0600" in line
         assert f"Make it readable (chmod a+r {ckpt}), or run as its owner" in line
-        ckpt.chmod(0o644)  # the fix
     else:
         assert f"cannot reach checkpoint {ckpt}: a folder on its path cannot be entered by uid 0" in line
         assert "Give uid 0 search (x) permission on the folders above it" in line
-        folder.chmod(0o711)  # the fix
     assert "copy it again" not in line
-    fixed = run()
-    assert fixed.returncode == 0, fixed.stderr
+    assert processes[1].returncode == 0, fixed_stderr
+
+
+def _unreadable(checkpoint: Path, folder: Path, where: str) -> Path:
+    """A copy of ``checkpoint`` in ``folder``, both owned by uid 1234; the file (``where="file"``) or the folder
+    closed to others."""
+    folder.mkdir()
+    ckpt = folder / "best.ckpt"
+    shutil.copy(checkpoint, ckpt)
+    os.chown(ckpt, 1234, 1234)
+    os.chown(folder, 1234, 1234)
+    (ckpt if where == "file" else folder).chmod(0o600 if where == "file" else 0o700)
+    return ckpt
 
 
 def test_a_read_error_of_the_device_is_not_called_damage(cli, checkpoints, monkeypatch):

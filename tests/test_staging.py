@@ -500,9 +500,13 @@ def test_a_small_real_file_system_fails_with_both_figures_and_a_big_one_converts
     free = f"{sys.executable} -c 'import os, sys; s = os.statvfs(sys.argv[1]); print(s.f_bavail * s.f_frsize)'"
     script = (
         f"mount -t tmpfs -o size=512k tmpfs {small} && mount -t tmpfs -o size=4m tmpfs {big} && "
-        f"{free} {small} && {' '.join(convert)} {small}/model; echo status $?; "
-        f'{" ".join(convert)} {big}/model && echo "small holds: $(ls -A {small})" && ls -A {big}/model'
+        f"{free} {small} || exit 1; "
+        f"({' '.join(convert)} {small}/model 2>{tmp_path}/small.err; echo status $? >{tmp_path}/small.status) & "
+        f"{' '.join(convert)} {big}/model; big=$?; wait; "
+        f"cat {tmp_path}/small.status; cat {tmp_path}/small.err >&2; "
+        f'[ $big = 0 ] && echo "small holds: $(ls -A {small})" && ls -A {big}/model'
     )
+    # the run that fails on the small file system and the one that converts on the big one, side by side
     # a mount namespace of its own: the file systems vanish with the process
     result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
