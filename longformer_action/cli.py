@@ -27,6 +27,7 @@ from .options import (
     keep_option,
     module_option,
     needs_trust,
+    not_current_folder,
     prefix_option,
     report_option,
     trust_option,
@@ -49,8 +50,10 @@ def main() -> None:
     "--output",
     required=True,
     type=click.Path(path_type=Path),
+    callback=not_current_folder,
     help="Folder to create, all or nothing: it appears only when converted and checked, one run at a time, and "
-    "nothing that appears there meanwhile is replaced.",
+    "nothing that appears there meanwhile is replaced. Never the checkpoint, the base model's folder or the current "
+    "folder, nor a folder holding one.",
 )
 @click.option(
     "--base-model",
@@ -214,6 +217,7 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
+    callback=not_current_folder,
     help="Work folder (default: a new temporary folder).",
 )
 @click.option(

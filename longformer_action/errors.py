@@ -67,6 +67,13 @@ class OutputError(ConversionError):
     stage = "output"
 
 
+class PathConflict(OutputError):
+    """An output would replace, or be written inside, what the run reads (the checkpoint, the base model's
+    folder, the current folder): refused before any work, as a usage error."""
+
+    exit_code = 2
+
+
 class CheckFailed(ConversionError):
     """The converted folder does not compute what the checkpoint computed."""
 

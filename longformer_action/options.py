@@ -56,6 +56,20 @@ SIZE = Size()
 LABELS = Labels()
 
 
+def not_current_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A usage error for an output path that names the current folder: ``.``, or empty (``--output ""``,
+    which click reads as ``.``): a run would replace or fill the folder the user is working in."""
+    if value is not None and str(value) == ".":
+        report = param.name == "report"
+        raise click.BadParameter(
+            f"'{value}' is the current folder (so is an empty value), which a run must not replace or fill; pass a new "
+            f"{'file' if report else 'folder'}, e.g. {'conversion-report.json' if report else 'longformer-model'}",
+            ctx,
+            param,
+        )
+    return value
+
+
 checkpoint_option = click.option(
     "--checkpoint",
     required=True,
@@ -85,6 +99,7 @@ report_option = click.option(
     "--report",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
+    callback=not_current_folder,
     help="Also write the JSON report here (written even when the check fails).",
 )
 

@@ -345,6 +345,8 @@ def test_token_is_masked_before_anything_else(runner):
         ({"retention-days": "7.5"}, "retention-days"),
         ({"output-dir": "../elsewhere"}, "output-dir"),
         ({"output-dir": "."}, "output-dir"),
+        ({"output-dir": "checkpoints"}, "output-dir"),
+        ({"output-dir": "checkpoints/best.ckpt"}, "output-dir"),
         ({"checkpoint": "/etc/passwd"}, "checkpoint"),
         ({"checkpoint": "../x.ckpt", "checkpoint-artifact": "trained"}, "checkpoint"),
         ({"base-model": "/opt/models/base"}, "base-model"),

@@ -183,6 +183,83 @@ def test_empty_existing_output_is_used(cli, checkpoints, base_model, tmp_path):
     assert (out / "config.json").exists()
 
 
+# --- outputs apart from the inputs: nothing read is ever replaced -----------------------------------------
+
+
+def _same_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("where", ["folder", "parent", "file"])
+def test_an_output_holding_the_checkpoint_is_refused_before_any_work(cli, checkpoints, base_model, tmp_path, where):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    ckpt = runs / "best.ckpt"
+    ckpt.write_bytes(checkpoints["plain"].read_bytes())
+    before = _same_files(runs)
+    output = {"folder": runs, "parent": tmp_path, "file": ckpt}[where]
+    result = cli("convert", "--checkpoint", ckpt, "--output", output, "--base-model", base_model, "--overwrite")
+    assert result.exit_code == 2, result.stderr
+    line = one_error_line(result)
+    assert f"--output {output}" in line and f"the checkpoint {ckpt}" in line and "another --output" in line
+    assert "read:" not in result.stderr, "refused before the checkpoint is read"
+    assert _same_files(runs) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"], "no lock or staging folder left"
+
+
+def test_an_output_that_is_the_base_models_folder_is_refused(cli, checkpoints, base_model, tmp_path):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(base_model, base)
+    before = _same_files(base)
+    result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", base, "--base-model", base, "--overwrite")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert f"--output {base} is the base model's folder {base}" in line
+    assert _same_files(base) == before
+
+
+@pytest.mark.parametrize("command", ["convert", "demo"])
+def test_an_empty_output_is_the_current_folder_and_a_usage_error(cli, checkpoints, base_model, tmp_path, monkeypatch,
+                                                                   command):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    args = ["--checkpoint", checkpoints["plain"], "--base-model", base_model, "--overwrite"]
+    result = cli(command, *(args if command == "convert" else []), "--output", "")
+    assert result.exit_code == 2, result.stderr
+    line = one_error_line(result)
+    assert "'--output'" in line and "is the current folder (so is an empty value)" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_output_holding_the_current_folder_is_refused(cli, checkpoints, base_model, tmp_path, monkeypatch):
+    here = tmp_path / "project" / "src"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    out = tmp_path / "project"
+    result = cli("convert", "--checkpoint", checkpoints["plain"], "--output", out, "--base-model", base_model,
+                 "--overwrite")  # fmt: skip
+    assert result.exit_code == 2
+    assert f"--output {out} holds the current folder {here}" in one_error_line(result)
+    assert here.is_dir()
+
+
+@pytest.mark.parametrize("where", ["inside-output", "checkpoint"])
+def test_a_report_that_would_replace_an_input_or_be_replaced_is_refused(cli, checkpoints, base_model, tmp_path, where):
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(checkpoints["plain"].read_bytes())
+    out = tmp_path / "model"
+    report = out / "mine.json" if where == "inside-output" else ckpt
+    result = cli("convert", "--checkpoint", ckpt, "--output", out, "--base-model", base_model, "--report", report)
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert f"--report {report}" in line
+    assert (f"inside --output {out}" if where == "inside-output" else f"is the checkpoint {ckpt}") in line
+    assert ckpt.read_bytes() == checkpoints["plain"].read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"]
+
+
 def test_nested_output_parents_are_created_and_removed_on_failure(cli, checkpoints, base_model, tmp_path):
     out = tmp_path / "a" / "b" / "model"
     result = cli("convert", "--checkpoint", tmp_path / "nope.ckpt", "--output", out, "--base-model", base_model)
@@ -406,6 +483,32 @@ def test_a_fabric_checkpoint_converts_exactly(cli, fabric_checkpoint, base_model
     assert conversion["id2label"] == {"0": "O", "1": "B-PER", "2": "I-PER"}
     assert conversion["labels_from"] == "hyper-parameter 'labels'"
     assert "fabric" in (out / "README.md").read_text()
+
+
+def test_a_single_window_read_as_one_sided_is_a_warning_and_a_card_row(cli, checkpoints, base_model, tmp_path):
+    # the layouts' modules record args.attention_window 4 against the base config's 8 (allenai's one-sided form)
+    out = tmp_path / "model"
+    args = ["--output", out, "--base-model", base_model, "--no-check"]
+    result = cli("convert", "--checkpoint", checkpoints["wrapped-lightning"], *args)
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [
+        "Warning: hyper-parameter 'args.attention_window' is 4, half the config's attention_window [8, 8]: read as "
+        "the one-sided window, as allenai's scripts record it; if the model trained with attention_window 4, pass "
+        "--base-model with that config"
+    ]
+    assert json.loads((out / "conversion-report.json").read_text())["conversion"]["one_sided_window"] == {
+        "where": "hyper-parameter 'args.attention_window'",
+        "recorded": 4,
+        "config": [8, 8],
+    }
+    assert (
+        "| attention window | `[8, 8]` in `config.json`; hyper-parameter 'args.attention_window' is 4, read as the "
+        "one-sided window" in (out / "README.md").read_text()
+    )
+    plain = cli("convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "plain", *args[2:])
+    assert plain.exit_code == 0 and "Warning:" not in plain.stderr
+    assert "| attention window |" not in (tmp_path / "plain" / "README.md").read_text()
 
 
 def test_a_fabric_checkpoints_recorded_config_is_compared(cli, fabric_checkpoint, tmp_path):

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from longformer_action import cancel
+from longformer_action.errors import PathConflict
 from longformer_action.writing import claim, lock, staging
 from longformer_action.writing.claim import _entries
 from longformer_action.writing.lock import (
@@ -526,3 +527,33 @@ def test_a_small_real_file_system_fails_with_both_figures_and_a_big_one_converts
 def _bytes(figure: str) -> float:
     value, unit = figure.split()
     return float(value) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
+
+
+# --- outputs apart from the inputs ---------------------------------------------------------------------------
+
+
+def test_check_apart_sees_through_symbolic_links(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "best.ckpt").write_bytes(b"x")
+    link = tmp_path / "link"
+    link.symlink_to(runs)
+    with pytest.raises(PathConflict, match=r"--output .*link holds the checkpoint .*best\.ckpt"):
+        claim.check_apart([("--output", link)], [("the checkpoint", runs / "best.ckpt")], replaced=link)
+
+
+def test_check_apart_allows_new_paths_beside_and_inside_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    read = [("the checkpoint", tmp_path / "best.ckpt"), ("the base model's folder", base)]
+    # a new folder inside the base model's folder, and a new report beside it, replace nothing
+    claim.check_apart([("--output", base / "model"), ("--report", base / "r.json")], read, replaced=base / "model")
+    claim.check_apart([("--output", tmp_path / "model")], read, replaced=tmp_path / "model")
+    # an existing path inside an input would be replaced
+    with pytest.raises(PathConflict, match="is inside the base model's folder"):
+        claim.check_apart([("--report", base / "config.json")], read)
+    (base / "old").mkdir()
+    with pytest.raises(PathConflict, match="the converted folder would replace a part of it"):
+        claim.check_apart([("--output", base / "old")], read, replaced=base / "old")

@@ -183,6 +183,22 @@ def test_failed_check_in_convert_publishes_nothing(cli, checkpoints, base_model,
     assert {o["name"]: o["passed"] for o in data["check"]["outputs"]} == {"start_logits": False, "end_logits": False}
 
 
+@pytest.mark.parametrize("target", ["config.json", "checkpoint"])
+def test_a_report_that_would_replace_a_file_verify_reads_is_refused(cli, converted, checkpoints, tmp_path, target):
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    ckpt = tmp_path / "best.ckpt"
+    shutil.copy(checkpoints["origin-lightning"], ckpt)
+    before = {p: p.read_bytes() for p in [ckpt, *folder.iterdir()]}
+    report = folder / "config.json" if target == "config.json" else ckpt
+    result = cli("verify", "--model", folder, "--checkpoint", ckpt, "--report", report)
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert f"--report {report}" in line and "another --report" in line
+    assert (f"inside the --model folder {folder}" if target == "config.json" else f"is the checkpoint {ckpt}") in line
+    assert {p: p.read_bytes() for p in [ckpt, *folder.iterdir()]} == before
+
+
 def test_verify_folder_without_config(cli, checkpoints, tmp_path):
     result = cli("verify", "--model", tmp_path, "--checkpoint", checkpoints["plain"])
     assert result.exit_code == 1

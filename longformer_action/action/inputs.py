@@ -169,6 +169,12 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
             f"is '{output}', the workspace itself",
             "give a new folder inside it, e.g. `output-dir: model`",
         )
+    if Path(plan["output"]) in (Path(plan["checkpoint"]), *Path(plan["checkpoint"]).parents):
+        raise InputError(
+            "output-dir",
+            f"is '{output}', which holds the checkpoint '{checkpoint}': the converted folder would replace it",
+            "give a new folder apart from the checkpoint, e.g. `output-dir: longformer-model`",
+        )
     plan["report"] = str(Path(plan["model-dir"]) / "conversion-report.json")
     plan["check"] = str(_boolean(environ, "check")).lower()
     atol = get("atol")

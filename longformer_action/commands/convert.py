@@ -14,6 +14,7 @@ from ..publishing.card import model_card
 from ..publishing.report import write_json
 from ..registry.files import CARD_NAME, CUSTOM_HEAD_NAME, REPORT_NAME
 from ..writing.checksums import write_checksums
+from ..writing.claim import check_apart
 from ..writing.folder import file_info, mapped_tensors, planned_bytes, write_custom_head, write_model
 from ..writing.staging import staged_output
 from .stages import (
@@ -22,6 +23,7 @@ from .stages import (
     check_line,
     default_base_for,
     folder_listing,
+    inputs_read,
     plan,
     read,
     report_on_failure,
@@ -73,10 +75,17 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
     """Convert a checkpoint into a checked folder at ``output``: read, plan, write, check, publish; return the report.
 
     Raises:
+        PathConflict: ``output`` (or ``--report``) would replace the checkpoint, the base model's folder,
+            the adapter config or the current folder; checked before any work.
         ConversionError: any stage failed; nothing is at ``output``.
         CheckFailed: the check failed; nothing is at ``output``.
     """
     run = Run(command="convert", timings=progress.timings, dtype_requested=options.dtype)
+    check_apart(
+        [("--output", output), ("--report", options.report)],
+        inputs_read(checkpoint, options.base_model, options.adapter_config),
+        replaced=output,
+    )
     check_utf8_name(output, "--output")
     if options.report is not None:
         check_utf8_name(options.report, "--report")
@@ -90,7 +99,7 @@ def convert(checkpoint: Path, output: Path, options: ConvertOptions, progress: P
             run.base = base = resolve_base(spec, ckpt, revision=options.revision, token=options.token)
             stage.detail = f"{base.spec} ({len(base.tokenizer_files)} tokenizer files)"
         with progress.stage("map", "Read the task and map the keys") as stage:
-            run.plan = planned = plan(ckpt, base, options.map_options(), stage)
+            run.plan = planned = plan(ckpt, base, options.map_options(), stage, progress)
         with progress.stage("save", "Save the folder") as stage:
             mapping, config = planned.mapping, planned.config
             tensors = mapped_tensors(ckpt, mapping)

@@ -71,6 +71,20 @@ def report_on_failure(run: Run, report_path: Path | None) -> Iterator[None]:
         raise
 
 
+def inputs_read(
+    checkpoint: Path, base_model: str | None, adapter_config: Path | None, *, model: Path | None = None
+) -> list[tuple[str, Path | None]]:
+    """What a run reads from disk, for ``claim.check_apart``: the checkpoint, ``verify``'s folder, the base
+    model's folder (when ``--base-model`` is one), ``--adapter-config``."""
+    base = Path(base_model).expanduser() if base_model and base_model != HPARAMS_BASE else None
+    return [
+        ("the checkpoint", checkpoint),
+        ("the --model folder", model),
+        ("the base model's folder", base if base is not None and base.is_dir() else None),
+        ("the adapter config", adapter_config),
+    ]
+
+
 def read(path: Path, trust: bool, progress: Progress) -> Checkpoint:
     """The read stage: the checkpoint, and one log line of what it holds."""
     with progress.stage("read", "Read the checkpoint") as stage:
@@ -84,10 +98,18 @@ def read(path: Path, trust: bool, progress: Progress) -> Checkpoint:
     return ckpt
 
 
-def plan(ckpt: Checkpoint, base: BaseModel, options: MapOptions, stage: Any) -> Plan:
-    """The map stage's work inside its ``progress.stage``: the ``Plan``, and the stage's log line."""
+def plan(ckpt: Checkpoint, base: BaseModel, options: MapOptions, stage: Any, progress: Progress) -> Plan:
+    """The map stage's work inside its ``progress.stage``: the ``Plan``, the stage's log line, and a
+    warning when a recorded ``attention_window`` was read as one-sided."""
     result = make_plan(ckpt, base, options)
     stage.detail = map_line(result)
+    window = result.facts.one_sided_window
+    if window:
+        progress.warning(
+            f"{window['where']} is {window['recorded']}, half the config's attention_window {window['config']}: "
+            "read as the one-sided window, as allenai's scripts record it; if the model trained with "
+            f"attention_window {window['recorded']}, pass --base-model with that config"
+        )
     return result
 
 

@@ -20,10 +20,12 @@ from ..publishing.report import write_json
 from ..reading.base_model import BaseModel
 from ..registry import tasks
 from ..registry.files import REPORT_NAME
+from ..writing.claim import check_apart
 from .stages import (
     Run,
     check_failed,
     check_line,
+    inputs_read,
     plan,
     read,
     report_on_failure,
@@ -55,10 +57,13 @@ def verify(
     ``global_attention`` when given, else what the folder's ``conversion-report.json`` records.
 
     Raises:
+        PathConflict: ``report`` would replace the checkpoint, a file of the folder or of the base model's
+            folder, or the adapter config; checked before any work.
         ConversionError: the folder or checkpoint cannot be read.
         CheckFailed: the check failed.
     """
     run = Run(command="verify", timings=progress.timings)
+    check_apart([("--report", report)], inputs_read(checkpoint, base_model, adapter_config, model=model_dir))
     if report is not None:
         check_utf8_name(report, "--report")
     with report_on_failure(run, report):
@@ -108,7 +113,7 @@ def verify(
                 keep=keep,
                 adapter_config=adapter_config,
             )
-            run.plan = planned = plan(ckpt, base, options, stage)
+            run.plan = planned = plan(ckpt, base, options, stage, progress)
         stored = saved_dtype(model_dir)
         source = Counter(str(t.dtype).removeprefix("torch.") for t in ckpt.state_dict.values() if t.is_floating_point())
         dtype = "keep" if source and source.most_common(1)[0][0] == stored else stored

@@ -9,7 +9,7 @@ are checked against the class. Later stages read the ``Plan``; none of them re-d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from . import adapters, selection
 from .extra_keys import explain_extra_keys
 from .keys import KeyMapping, strip_wrappers
 from .layout import check_mapping, plan_mapping
-from .recorded import check_recorded_config
+from .recorded import check_recorded_config, one_sided_window
 from .target import check_tensors, expected_shapes, load_config, resolve_labels, resolve_problem_type, tie_weights
 
 
@@ -74,6 +74,8 @@ class Facts:
         pooler: the encoder's pooler is converted.
         selection: ``--copy``, ``--drop`` and ``--keep`` as given.
         custom_head: what ``custom_head.safetensors`` holds (key, shape, dtype, why), or ``None``.
+        one_sided_window: a single recorded ``attention_window`` read as the one-sided half of the
+            config's (``recorded.one_sided_window``), or ``None``.
     """
 
     task: str
@@ -93,6 +95,7 @@ class Facts:
     problem_type_from: str | None
     selection: dict[str, Any]
     custom_head: dict[str, Any] | None
+    one_sided_window: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for the report."""
@@ -185,6 +188,7 @@ def make_plan(ckpt: Checkpoint, base: BaseModel, options: MapOptions) -> Plan:
     check_mapping(mapping, shapes, expected_shapes(task, config, pooler=mapping.has_pooler), task)
     custom_head = _custom_head(ckpt, mapping, picked.kept)
     facts = _facts(task, mapping, config, options, labels_from, problem_type_from, custom_head)
+    facts = replace(facts, one_sided_window=one_sided_window(ckpt.hparams, config))
     return Plan(task=task, mapping=mapping, config=config, facts=facts, adapters=adapter_state)
 
 

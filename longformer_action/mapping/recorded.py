@@ -105,6 +105,29 @@ def config_disagreements(hparams: Mapping[str, Any], config: Any) -> list[str]:
     return lines
 
 
+def one_sided_window(hparams: Mapping[str, Any], config: Any) -> dict[str, Any] | None:
+    """A single recorded ``attention_window`` that agrees with the config only as its one-sided half.
+
+    allenai's scripts record the one-sided window (256) where transformers' config holds the
+    two-sided one (512), so such a value agrees (see ``config_disagreements``); but a module that
+    really trained with that smaller window would pass the check too (the reference uses the same
+    config), so the reading is reported rather than made silently.
+
+    Returns:
+        ``{"where": "hyper-parameter 'args.attention_window'", "recorded": 256, "config": [512, ...]}``,
+        or ``None`` when no single value was read so.
+    """
+    family = family_of_config(config)
+    name = family.fields["attention_window"]
+    want = _per_layer(getattr(config, name, None), int(family.value(config, "layers")))
+    for where, field, value, whole in recorded_fields(hparams, family):
+        if field != name or whole or isinstance(value, (str, list, tuple)) or want == [int(value)] * len(want):
+            continue
+        if _agrees(name, value, config, whole):
+            return {"where": where, "recorded": int(value), "config": want}
+    return None
+
+
 def recorded_config_check(
     hparams: Mapping[str, Any], config: Any, *, file: str = "config.json"
 ) -> tuple[list[str], list[str]]:

@@ -148,6 +148,12 @@ def _optional_rows(conv: dict[str, Any]) -> list[str]:
     if conv.get("problem_type"):
         source = conv.get("problem_type_from") or ""
         rows.append(f"| problem type | `{conv['problem_type']}`{f' (from {source})' if source else ''} |")
+    window = conv.get("one_sided_window")
+    if window:
+        rows.append(
+            f"| attention window | `{window['config']}` in `config.json`; {window['where']} is {window['recorded']}, "
+            "read as the one-sided window (half the two-sided one, as allenai's scripts record it) |"
+        )
     rows.append(f"| tokenizer | {tokenizer_line(conv.get('tokenizer'))} |")
     if conv.get("generation") is not None:
         rows.append(f"| generation settings | {generation_line(conv['generation'])} |")

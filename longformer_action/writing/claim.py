@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..errors import OutputError
+from ..errors import OutputError, PathConflict
+from ..registry.files import REPORT_NAME
 from ..text import listing
 
 
@@ -96,3 +98,73 @@ def check_output(output: Path, *, overwrite: bool) -> Claim:
         )
     st = os.lstat(output)
     return Claim(output, (st.st_dev, st.st_ino), entries)
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))  # symbolic links and ".." resolved, also for paths that do not exist
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_apart(
+    written: Sequence[tuple[str, Path | None]],
+    read: Sequence[tuple[str, Path | None]],
+    *,
+    replaced: Path | None = None,
+) -> None:
+    """Refuse, before any work, an output that would replace (or lie inside) what the run reads.
+
+    ``written`` are the paths a run replaces, each by its option (``--output``, a folder replaced as a
+    whole; ``--report``, a file). Each must not be, nor hold, a path of ``read`` (the checkpoint, the
+    base model's folder, ``--adapter-config``, ``verify``'s ``--model``), nor be an existing path inside
+    one (it would replace a part of it). ``replaced``, the folder replaced as a whole, must not be nor
+    hold the current folder, and the other written paths must not lie inside it (they would be
+    replaced with it). Paths are compared with symbolic links resolved.
+
+    Args:
+        written: (option, path) of each output; ``None`` paths are skipped.
+        read: (what, path) of each input, ``what`` as messages name it (``the checkpoint``); ``None``
+            paths are skipped.
+        replaced: the path of ``written`` that is a folder replaced as a whole (``--output``), if any.
+
+    Raises:
+        PathConflict: naming both paths and the fix (exit 2).
+    """
+    inputs = [(what, Path(path), _real(Path(path))) for what, path in read if path is not None]
+    cwd = Path.cwd()
+    for option, path in written:
+        if path is None:
+            continue
+        target = _real(path)
+        held = _joined([*inputs, ("the current folder",)], "or")
+        fix = (
+            f"pass another {option}: a new folder that holds none of {held}"
+            if path == replaced
+            else f"pass another {option}: a new file outside {_joined(inputs, 'and')}"
+        )
+        writer = "the converted folder" if path == replaced else "the report"
+        for what, given, real in inputs:
+            if target == real:
+                raise PathConflict(f"{option} {path} is {what} {given}: {writer} would replace it", fix)
+            if _within(real, target):
+                raise PathConflict(f"{option} {path} holds {what} {given}: replacing it would delete {what}", fix)
+            if _within(target, real) and os.path.lexists(path):
+                raise PathConflict(
+                    f"{option} {path} is inside {what} {given}: {writer} would replace a part of it", fix
+                )
+        if path == replaced:
+            if _within(_real(cwd), target):
+                where = "is the current folder" if _real(cwd) == target else f"holds the current folder {cwd}"
+                raise PathConflict(f"{option} {path} {where}: replacing it would delete what is there", fix)
+        elif replaced is not None and _within(target, _real(replaced)):
+            raise PathConflict(
+                f"{option} {path} is inside --output {replaced}, which the converted folder replaces",
+                f"pass a {option} outside {replaced} (the folder holds its own {REPORT_NAME})",
+            )
+
+
+def _joined(inputs: Sequence[tuple[Any, ...]], word: str) -> str:
+    names = [what for what, *_ in inputs] or ["the inputs"]
+    return f"{', '.join(names[:-1])} {word} {names[-1]}" if len(names) > 1 else names[0]
