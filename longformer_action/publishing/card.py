@@ -6,13 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import human_bytes
+from ..reading.base_model import HPARAMS_BASE
 from ..registry.families import FAMILIES
 from ..registry.tasks import get as get_task
 from .lines import check_table, custom_head_lines, fmt, generation_line, tokenizer_line
 from .report import SUPPORTED_TRANSFORMERS
+from .usage import usage
 
 
 def _base_line(spec: str) -> str:
+    if spec == HPARAMS_BASE:
+        return "none: the config came from the checkpoint's hyper-parameters (`--base-model hparams`); no tokenizer"
     if _hub_id(spec):
         return f"`{spec}`"
     return f"a local folder, `{Path(spec).name}`" if spec else "n/a"
@@ -22,74 +26,6 @@ def _hub_id(spec: str) -> str | None:
     if not spec or Path(spec).is_absolute() or spec.startswith(".") or "/" not in spec or Path(spec).exists():
         return None
     return spec
-
-
-#: How the model card's snippet tokenizes, by the task's input kind (``Task.inputs``).
-_TOKENIZE = {
-    "pair": ['inputs = tokenizer("a question?", "a long context ...", return_tensors="pt")'],
-    "text": ['inputs = tokenizer("a long document ...", return_tensors="pt")'],
-    "masked": ['inputs = tokenizer(f"a long document with a {tokenizer.mask_token} ...", return_tensors="pt")'],
-    "choices": [
-        'inputs = tokenizer(["a question?"] * 2, ["choice A", "choice B"], return_tensors="pt", padding=True)',
-        "inputs = {name: value.unsqueeze(0) for name, value in inputs.items()}  # (batch, choices, seq)",
-    ],
-    "seq2seq": ['inputs = tokenizer("a long document ...", return_tensors="pt")'],
-}
-
-
-#: The dtypes transformers 4.x does not keep unless asked: it loads float32 by default.
-_HALF = ("float16", "bfloat16")
-
-
-def _usage(conv: dict[str, Any], dtype: str | None = None) -> list[str]:
-    """How a downstream job loads the folder, calls it as the module was trained, and reads the outputs.
-
-    The lines run in every transformers version the README names (4.46 to 5.x); for a float16 or
-    bfloat16 folder a comment says what 4.x needs to keep the dtype.
-    """
-    task = get_task(conv["task"], conv.get("family"))
-    attention = conv["global_attention"]
-    lines = ["```python"]
-    if attention["call"]:
-        lines.append("import torch")
-    lines += [
-        f"from transformers import {conv['auto_class']}, AutoTokenizer",
-        "",
-    ]
-    if dtype in _HALF:
-        lines.append(
-            f"# saved in {dtype}: transformers 5 loads it so; transformers 4.x loads float32 unless you pass "
-            'torch_dtype="auto"'
-        )
-    lines += [
-        f'model = {conv["auto_class"]}.from_pretrained("path/to/this/folder")',
-        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
-        *_TOKENIZE[task.inputs],
-    ]
-    if attention["call"]:
-        lines += [
-            f"# trained with global attention `{attention['convention']}`, not the class default "
-            f"`{attention['class_default']}`: pass it explicitly",
-            attention["call"],
-            f"outputs = {_call(conv)}(**inputs, global_attention_mask=global_attention_mask)",
-        ]
-    else:
-        lines.append(f"outputs = {_call(conv)}(**inputs)")
-    for crf in (conv.get("custom_head") or {}).get("crfs") or []:
-        lines.append(
-            f"# trained with a CRF ({crf['prefix']}* in {conv['custom_head']['file']}): decode outputs.logits with "
-            "Viterbi over its transitions (below); argmax ignores them"
-        )
-    if task.read_outputs:
-        lines.append(task.read_outputs)
-    if task.pipeline and not attention["call"]:
-        lines += [
-            "",
-            "from transformers import pipeline",
-            f'run = pipeline("{task.pipeline}", model="path/to/this/folder")',
-        ]
-    lines.append("```")
-    return lines
 
 
 #: The card's layout, a Jinja template rendered by huggingface_hub's ``ModelCard.from_template``.
@@ -120,7 +56,7 @@ def model_card(report: dict[str, Any]) -> str:
         title=f"{_family_title(conv)} for {_title(conv)}",
         version=fmt(report["tool"]["version"]),
         conversion=conv,
-        usage="\n".join(_usage(conv, report["dtype"]["saved"])),
+        usage="\n".join(usage(conv, report["dtype"]["saved"], base_id)),
         supported=SUPPORTED_TRANSFORMERS,
         source=src,
         source_name=Path(src["path"]).name,
@@ -204,11 +140,6 @@ def _declared(attention: dict[str, Any]) -> str:
 
 def _title(conv: dict[str, Any]) -> str:
     return get_task(conv["task"], conv.get("family")).title
-
-
-def _call(conv: dict[str, Any]) -> str:
-    # only a class with a language-model head generates (LEDModel, the encoder and decoder alone, does not)
-    return "model.generate" if get_task(conv["task"], conv.get("family")).model_class().can_generate() else "model"
 
 
 def _family_title(conv: dict[str, Any]) -> str:
