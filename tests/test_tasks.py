@@ -277,10 +277,14 @@ def test_a_custom_head_exported_with_feature_extraction_keeps_what_it_trained(ba
     )
     assert result.exit_code == 0, result.stderr
     report = json.loads((out / "conversion-report.json").read_text())
-    dropped = {k["source"]: k["reason"] for k in report["mapping"]["keys"] if k["fate"] == "dropped"}
-    assert set(dropped) == {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}
+    fates = {k["source"]: k for k in report["mapping"]["keys"] if k["fate"] != "mapped"}
+    dropped = {k for k, fate in fates.items() if fate["fate"] == "kept"}
+    assert dropped == set(fates) == {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}
+    assert all("exports the encoder alone" in fate["reason"] for fate in fates.values())
+    assert (report["mapping"]["dropped"], report["mapping"]["kept"]) == (0, 4)
     card = (out / "README.md").read_text()
-    assert all(f"`{k}`" in card for k in dropped) and "exports the encoder alone" in card
+    assert all(f"| `{k}` |" in card for k in dropped) and "Dropped keys" not in card
+    assert f"| keys | {report['mapping']['mapped']} mapped, 0 dropped, 4 kept beside the model |" in card
     assert "The checkpoint has no pooler" in card
     model = tasks.get("feature-extraction").loader_class().from_pretrained(out)
     source = torch.load(ckpt, weights_only=False, map_location="cpu")["state_dict"]

@@ -552,14 +552,20 @@ def test_keep_converts_the_tagger_and_keeps_the_crf(cli, crf_checkpoint, base_mo
     assert kept["crfs"] == [{"prefix": "crf.", "tags": 3}]
     assert report["conversion"]["selection"]["keep"] == ["crf."]
     assert report["check"]["passed"] and report["check"]["tensors_compared"] == len(state)
-    assert _dropped(out)["crf.transitions"].startswith("kept beside the model in custom_head.safetensors by --keep")
+    fates = {k["source"]: k for k in report["mapping"]["keys"] if k["fate"] != "mapped"}
+    assert set(fates) == {"crf.transitions", "crf.start_transitions", "crf.end_transitions"}
+    assert all(f["fate"] == "kept" and f["file"] == "custom_head.safetensors" for f in fates.values())
+    assert fates["crf.transitions"]["reason"].startswith("kept beside the model in custom_head.safetensors by --keep")
+    assert (report["mapping"]["dropped"], report["mapping"]["kept"]) == (0, 3)
     card = (out / "README.md").read_text()
+    assert "Dropped keys" not in card and ", 0 dropped, 3 kept beside the model |" in card
     assert "| `crf.transitions` | [3, 3] | float32 | `--keep` |" in card
     assert "are a CRF over 3 tags: they decode the classifier's logits" in card and "Viterbi decoding" in card
-    assert "# trained with a CRF (crf.* in custom_head.safetensors)" in card
+    assert "# trained with a CRF, kept in custom_head.safetensors: outputs.logits are its emission scores" in card
     from longformer_action.publishing.summary import summary_markdown
 
     summary = summary_markdown(report)
+    assert "Dropped keys" not in summary and "0 dropped, 3 kept beside the model" in summary
     assert "### Kept beside the model: `custom_head.safetensors`" in summary
     assert "| `crf.transitions` | [3, 3] | float32 | `--keep` |" in summary
 

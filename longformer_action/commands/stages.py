@@ -153,9 +153,11 @@ def map_line(plan: Plan) -> str:
     """The map stage's log line: the task, the keys' fates, the layout and the global attention."""
     facts, mapping = plan.facts, plan.mapping
     labels = f", {facts.num_labels} labels" if facts.num_labels else ""
+    kept = len(mapping.custom_head)
     return (
         f"{facts.task} ({facts.architecture}{labels}); {len(mapping.mapped)} mapped, "
-        f"{len(mapping.dropped)} dropped; {mapping.layout}; global attention: "
+        f"{len(mapping.dropped) - kept} dropped{f', {kept} kept beside the model' if kept else ''}; "
+        f"{mapping.layout}; global attention: "
         f"{facts.global_attention.convention}{_assumed(plan)}"
     )
 

@@ -17,6 +17,7 @@ from ..filesystem import writing
 from ..mapping.plan import Plan
 from ..reading.base_model import BaseModel
 from ..reading.checkpoint import Checkpoint
+from ..registry.files import CUSTOM_HEAD_NAME
 from ..writing.folder import FileInfo, Written
 
 #: The transformers versions the folder is written for (the compatibility test loads it in each).
@@ -107,8 +108,13 @@ def build_report(
         },
     }
     if mapping is not None:
+        kept = set(mapping.custom_head)  # beside the model, in custom_head.safetensors: kept, not dropped
         keys = [{"source": s, "fate": "mapped", "target": t} for s, t in mapping.mapped.items()]
-        keys += [{"source": s, "fate": "dropped", "reason": r} for s, r in mapping.dropped.items()]
+        keys += [
+            {"source": s, "fate": "kept", "file": CUSTOM_HEAD_NAME, "reason": r} if s in kept
+            else {"source": s, "fate": "dropped", "reason": r}
+            for s, r in mapping.dropped.items()
+        ]  # fmt: skip
         report["mapping"] = {
             "layout": mapping.layout,
             "wrapper_prefix": mapping.wrapper_prefix,
@@ -117,7 +123,8 @@ def build_report(
             "head": mapping.head,
             "combined": {t: list(s) for t, s in mapping.combined.items()},
             "mapped": len(mapping.mapped),
-            "dropped": len(mapping.dropped),
+            "dropped": len(set(mapping.dropped) - kept),
+            "kept": len(kept),
             "keys": sorted(keys, key=lambda k: k["source"]),
         }
     return report

@@ -37,7 +37,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
         )
     if report["mapping"]:
         m = report["mapping"]
-        lines.append(f"| keys | {m['mapped']} mapped, {m['dropped']} dropped ({m['layout']}) |")
+        kept = f", {m['kept']} kept beside the model" if m.get("kept") else ""
+        lines.append(f"| keys | {m['mapped']} mapped, {m['dropped']} dropped{kept} ({m['layout']}) |")
     lines.append(f"| dtype | {fmt(report['dtype']['saved'])} |")
     if conv and "tokenizer" in conv:
         lines.append(f"| tokenizer | {tokenizer_line(conv['tokenizer'])} |")
