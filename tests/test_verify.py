@@ -135,6 +135,42 @@ def test_changed_attention_window_fails(cli, converted, checkpoints, base_model,
     assert "start_logits" in one_error_line(result)
 
 
+def test_a_config_edited_after_the_conversion_is_named_and_never_logged_as_passed(cli, trained_checkpoint, base_model,
+                                                                                    tmp_path):  # fmt: skip
+    folder, ckpt = tmp_path / "model", trained_checkpoint("text-classification")
+    result = cli("convert", "--checkpoint", ckpt, "--output", folder, "--base-model", base_model, "--no-check")
+    assert result.exit_code == 0, result.stderr
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"0": "NEG", "1": "NEU", "2": "POS"}  # runs the same: only the report sees the edit
+    (folder / "config.json").write_text(json.dumps(config))
+    result = cli("verify", "--model", folder, "--checkpoint", ckpt)
+    assert result.exit_code == EXIT_CHECK_FAILED, result.stderr
+    assert "check: passed" not in result.stderr and "check: FAILED" in result.stderr
+    line = one_error_line(result)
+    assert (
+        "config.json changed since the conversion (its SHA-256 differs from conversion-report.json): id2label is "
+        '{"0": "NEG", "1": "NEU", "2": "POS"} where conversion-report.json records {"0": "LABEL_0"' in line
+    )
+    assert "Restore config.json as the conversion wrote it" in line
+    assert "--global-attention" not in line and "does not compute" not in line
+
+
+def test_a_kept_tensor_changed_after_the_conversion_names_its_file(cli, crf_checkpoint, base_model, tmp_path):
+    folder = tmp_path / "model"
+    result = cli("convert", "--checkpoint", crf_checkpoint, "--output", folder, "--base-model", base_model,
+                 "--keep", "crf.", "--no-check")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    head = load_file(folder / "custom_head.safetensors")
+    head["crf.transitions"] = head["crf.transitions"] * 2
+    save_file(head, folder / "custom_head.safetensors")
+    result = cli("verify", "--model", folder, "--checkpoint", crf_checkpoint)
+    assert result.exit_code == EXIT_CHECK_FAILED, result.stderr
+    assert "check: FAILED" in result.stderr
+    line = one_error_line(result)
+    assert "tensor 'crf.transitions' differs from its source" in line
+    assert "Restore custom_head.safetensors as the conversion wrote it" in line and "--global-attention" not in line
+
+
 def test_half_precision_folder_passes_within_its_tolerance(cli, checkpoints, base_model, tmp_path):
     out = tmp_path / "model"
     result = cli(

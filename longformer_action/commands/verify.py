@@ -131,20 +131,27 @@ def verify(
                 lightning_module=lightning_module,
                 base=base if base_model else None,
             )
+            changed = _changed_files(model_dir, folder_config, task)  # part of the verdict the stage's line gives
+            if changed:
+                check.failures += [line for _, line in changed]
+                check.passed = False
             stage.detail = check_line(check)
         if not check.passed and base_model:
             check.failures[:0] = config_file_differences(folder_config, planned.config)
-        changed = _changed_files(model_dir)
-        if changed:
-            check.failures += changed
-            check.passed = False
         result = run.report()
         if report is not None:
             write_json(report, result, option="--report")
         if not check.passed:
             if other:
                 raise check_failed(check, other, result, "pass the checkpoint the folder was converted from")
-            raise check_failed(check, f"{model_dir} is not a faithful conversion", result)
+            names = sorted({name for name, _ in changed})
+            restore = (
+                f"restore {_and(names)} as the conversion wrote {'it' if len(names) == 1 else 'them'} (its report, "
+                f"{REPORT_NAME}, holds each file's SHA-256), or convert the checkpoint again"
+                if names
+                else None
+            )
+            raise check_failed(check, f"{model_dir} is not a faithful conversion", result, restore)
     return result
 
 
@@ -214,16 +221,39 @@ def _recorded_selection(folder: Path) -> tuple[str | None, tuple[str, ...], tupl
     return chosen.get("copy"), tuple(chosen.get("drop") or ()), tuple(chosen.get("keep") or ())
 
 
-def _changed_files(folder: Path) -> list[str]:
-    """One line per file the folder's report lists that is missing or whose SHA-256 changed since the conversion."""
+def _changed_files(folder: Path, folder_config: dict[str, Any], task: tasks.Task) -> list[tuple[str, str]]:
+    """(file, line) for each file the folder's report lists that is missing or whose SHA-256 changed since the
+    conversion; a changed ``config.json`` names the fields that differ from what the report records."""
+    recorded = _recorded(folder)
     lines = []
-    for listed in _recorded(folder).get("files") or []:
+    for listed in recorded.get("files") or []:
         path = folder / str(listed.get("name", ""))
         if not path.is_file():
-            lines.append(f"{path.name}, listed in {REPORT_NAME}, is missing")
+            lines.append((path.name, f"{path.name}, listed in {REPORT_NAME}, is missing"))
         elif file_sha256(path) != listed.get("sha256"):
-            lines.append(f"{path.name} changed since the conversion (its SHA-256 differs from {REPORT_NAME})")
+            conversion = recorded.get("conversion") or {}
+            fields = _config_fields(folder_config, conversion, task) if path.name == "config.json" else []
+            line = f"{path.name} changed since the conversion (its SHA-256 differs from {REPORT_NAME})"
+            lines.append((path.name, line + (f": {'; '.join(fields)}" if fields else "")))
     return lines
+
+
+def _config_fields(config: dict[str, Any], conversion: dict[str, Any], task: tasks.Task) -> list[str]:
+    # the fields the report's conversion section records too: the ones an edit of config.json can be named by
+    recorded = {"architectures": [task.architecture]}
+    if task.labels and conversion.get("id2label") is not None:
+        recorded["id2label"] = conversion["id2label"]
+    if task.problem_type and "problem_type" in conversion:
+        recorded["problem_type"] = conversion["problem_type"]
+    return [
+        f"{name} is {json.dumps(config.get(name))} where {REPORT_NAME} records {json.dumps(want)}"
+        for name, want in recorded.items()
+        if config.get(name) != want
+    ]
+
+
+def _and(names: list[str]) -> str:
+    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _recorded_global_attention(folder: Path) -> str:
