@@ -171,6 +171,21 @@ def test_a_kept_tensor_changed_after_the_conversion_names_its_file(cli, crf_chec
     assert "Restore custom_head.safetensors as the conversion wrote it" in line and "--global-attention" not in line
 
 
+@pytest.mark.parametrize("names", [("--labels", "a,b,c"), ()])
+def test_a_checkpoint_whose_head_has_another_label_count_is_named_as_such(cli, trained_checkpoint, base_model,
+                                                                           tmp_path, names):  # fmt: skip
+    folder = tmp_path / "model"
+    result = cli("convert", "--checkpoint", trained_checkpoint("text-classification"), "--output", folder,
+                 "--base-model", base_model, "--no-check", *names)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    result = cli("verify", "--model", folder, "--checkpoint", trained_checkpoint("text-classification", num_labels=1))
+    assert result.exit_code == 1, result.stderr
+    line = one_error_line(result)
+    assert "is not the checkpoint" in line
+    assert "the folder's config.json names 3 labels but the head has 1 outputs" in line
+    assert "--labels" not in line, "verify was not given --labels"
+
+
 def test_half_precision_folder_passes_within_its_tolerance(cli, checkpoints, base_model, tmp_path):
     out = tmp_path / "model"
     result = cli(

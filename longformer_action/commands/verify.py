@@ -112,8 +112,14 @@ def verify(
                 drop=drop,
                 keep=keep,
                 adapter_config=adapter_config,
+                labels_from="the folder's config.json",
             )
             run.plan = planned = plan(ckpt, base, options, stage, progress)
+            if task.labels and labels and planned.facts.num_labels != len(labels):
+                raise MappingError(
+                    f"the folder's config.json names {len(labels)} labels but the head has "
+                    f"{planned.facts.num_labels} outputs"
+                )
         stored = saved_dtype(model_dir)
         source = Counter(str(t.dtype).removeprefix("torch.") for t in ckpt.state_dict.values() if t.is_floating_point())
         dtype = "keep" if source and source.most_common(1)[0][0] == stored else stored

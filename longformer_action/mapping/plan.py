@@ -41,6 +41,8 @@ class MapOptions:
     drop: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
     adapter_config: Path | None = None
+    #: Where ``labels`` came from, for messages and the report (``verify``: the folder's config.json).
+    labels_from: str = "--labels"
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,9 @@ def make_plan(ckpt: Checkpoint, base: BaseModel, options: MapOptions) -> Plan:
         raise MappingError(
             f"--problem-type applies to text-classification, but the task is {task.name}", "leave --problem-type out"
         )
-    names, labels_from = resolve_labels(task, mapping.num_labels, options.labels, ckpt.hparams)
+    names, labels_from = resolve_labels(
+        task, mapping.num_labels, options.labels, ckpt.hparams, given_from=options.labels_from
+    )
     problem_type, problem_type_from = resolve_problem_type(task, options.problem_type, ckpt.hparams)
     config = load_config(base, task, num_labels=mapping.num_labels, labels=names, problem_type=problem_type)
     check_recorded_config(ckpt.hparams, config, base_spec=base.spec)

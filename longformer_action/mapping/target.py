@@ -146,9 +146,17 @@ def tie_weights(ckpt: Checkpoint, mapping: KeyMapping, task: Task, config: Any) 
 
 
 def resolve_labels(
-    task: Task, num_labels: int | None, given: Sequence[str] | None, hparams: Mapping[str, Any]
+    task: Task,
+    num_labels: int | None,
+    given: Sequence[str] | None,
+    hparams: Mapping[str, Any],
+    *,
+    given_from: str = "--labels",
 ) -> tuple[list[str] | None, str]:
     """The label names (``None``: transformers' ``LABEL_0`` ...) and where they came from.
+
+    ``given_from`` names where ``given`` came from, for messages and the report (``--labels``;
+    ``verify``: the folder's ``config.json``).
 
     Raises:
         MappingError: ``--labels`` for a task without labels, or a count that disagrees with the head.
@@ -157,12 +165,12 @@ def resolve_labels(
         if given:
             raise MappingError(f"--labels was given, but {task.name} has no labels", "leave --labels out")
         return None, "none"
-    found = (list(given), "--labels") if given else labels_from_hparams(hparams)
+    found = (list(given), given_from) if given else labels_from_hparams(hparams)
     if found is None:
         return None, "none (transformers' LABEL_0, LABEL_1, ...)"
     names, source = found
     if len(names) != num_labels:
-        fix = "pass --labels with one name per output" if source == "--labels" else "pass --labels to override it"
+        fix = "pass --labels with one name per output" if source == given_from else "pass --labels to override it"
         raise MappingError(f"{source} names {len(names)} labels but the head has {num_labels} outputs", fix)
     if len(set(names)) != len(names):
         raise MappingError(f"{source} names a label twice ({', '.join(names)})", "pass --labels with distinct names")
