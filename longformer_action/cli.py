@@ -218,7 +218,8 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     callback=not_current_folder,
-    help="Work folder (default: a new temporary folder).",
+    help="Work folder, kept: the tiny base model in DIR/base, the checkpoint in DIR/checkpoints and the converted "
+    "folder in DIR/model. Default: a new temporary folder, kept too, whose path is printed (work:).",
 )
 @click.option(
     "--task",
