@@ -164,9 +164,11 @@ def map_line(plan: Plan) -> str:
 
 def _assumed(plan: Plan) -> str:
     # a checkpoint does not record what its module passed as global_attention_mask: say when it was assumed
-    if plan.facts.global_attention.declared != "default":
+    attention = plan.facts.global_attention
+    if attention.declared != "default":
         return ""
-    return " (assumed, the task's default: pass --global-attention with what the module passed, e.g. none)"
+    other = "first-token" if attention.convention == "none" else "none"  # an example that is not the default
+    return f" (assumed, the task's default: pass --global-attention with what the module passed, e.g. {other})"
 
 
 def check_line(check: CheckResult) -> str:
