@@ -437,6 +437,29 @@ def test_module_entry_point():
     assert result.returncode == 0 and "longformer-convert" in result.stdout
 
 
+def _written_by(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if line.startswith("written by:"))
+
+
+def test_inspect_says_what_wrote_the_checkpoint_and_what_its_other_bytes_are(cli, checkpoints, fabric_checkpoint,
+                                                                              trainer_output, tmp_path):  # fmt: skip
+    from safetensors.torch import save_file
+
+    lightning = cli("inspect", "--checkpoint", checkpoints["plain"]).stdout
+    assert _written_by(lightning).startswith("written by:    Lightning 2.") and "optimizer state" in lightning
+    fabric = cli("inspect", "--checkpoint", fabric_checkpoint).stdout
+    assert _written_by(fabric) == "written by:    Lightning Fabric (fabric.save); epoch n/a, step 3"
+    trainer = cli("inspect", "--checkpoint", trainer_output / "checkpoint-2").stdout
+    assert _written_by(trainer).startswith("written by:    transformers (save_pretrained, or a Trainer's checkpoint-N)")
+    assert "in the folder's other files" in trainer
+    state = torch.load(checkpoints["plain"], map_location="cpu", weights_only=False)["state_dict"]
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "weights.safetensors")
+    bare = cli("inspect", "--checkpoint", tmp_path / "weights.safetensors").stdout
+    assert _written_by(bare) == "written by:    a bare state dict (no training metadata); epoch n/a, step n/a"
+    assert "of safetensors header" in bare and "optimizer" not in bare
+    assert all("None" not in _written_by(out) for out in (lightning, fabric, trainer, bare))
+
+
 def test_inspect_text_and_json(cli, checkpoints):
     result = cli("inspect", "--checkpoint", checkpoints["origin-pytorch_lightning"])
     assert result.exit_code == 0, result.stderr

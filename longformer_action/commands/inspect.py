@@ -12,6 +12,8 @@ from ..mapping.extra_keys import explain_extra_keys
 from ..mapping.layout import head_readings, plan_mapping
 from ..progress import human_bytes
 from ..reading.checkpoint import read_checkpoint
+from ..reading.formats import describe_writer
+from ..reading.pretrained import TRANSFORMERS
 from ..registry import tasks
 from ..registry.families import FAMILIES
 from ..text import listing
@@ -91,11 +93,12 @@ def describe(info: dict[str, Any]) -> str:
     lines = [
         f"checkpoint:    {info['path']}",
         f"format:        {info['format']} ({info['generation']}, read by the {info['loader']} loader)",
-        f"lightning:     {info['lightning_version'] or 'n/a'}; epoch {info['epoch']}, step {info['global_step']}",
+        f"written by:    {describe_writer(info['generation'], info['lightning_version'])}; "
+        f"epoch {_fmt(info['epoch'])}, step {_fmt(info['global_step'])}",
         f"hyper-params:  {', '.join(info['hyper_parameters']) or 'none'}",
         f"tensors:       {info['tensors']} ({info['parameters']:,} parameters; {info['dtypes']})",
         f"bytes:         {human_bytes(info['weight_bytes'])} of weights in {human_bytes(info['file_bytes'])} "
-        f"({human_bytes(info['other_bytes'])} optimizer state and other data)",
+        f"({human_bytes(info['other_bytes'])} {_other_bytes(info)})",
     ]
     if info["placeholders"]:
         lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
@@ -128,3 +131,18 @@ def describe(info: dict[str, Any]) -> str:
             lines.append(f"readings:      {readings}; or a head no transformers class computes (feature-extraction)")
         lines.append(f"task:          not decided: {info['layout_error']}")
     return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def _other_bytes(info: dict[str, Any]) -> str:
+    # what the file holds beside the weights depends on what wrote it
+    if info["generation"] == TRANSFORMERS:
+        return "in the folder's other files: config, tokenizer, a Trainer's optimizer state"
+    if info["format"] == "safetensors":
+        return "of safetensors header (names, shapes, dtypes, offsets)"
+    if info["generation"] == "state-dict":
+        return "of serialization overhead and other entries"
+    return "of optimizer state and other data"

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..progress import human_bytes
 from ..reading.base_model import HPARAMS_BASE
+from ..reading.formats import describe_writer
 from ..registry.families import FAMILIES
 from ..registry.tasks import get as get_task
 from .lines import check_table, custom_head_lines, fmt, generation_line, tokenizer_line
@@ -61,7 +62,7 @@ def model_card(report: dict[str, Any]) -> str:
         source=src,
         source_name=Path(src["path"]).name,
         source_size=human_bytes(src["bytes"]),
-        lightning=fmt(src["lightning_version"]),
+        written_by=describe_writer(src["generation"], src["lightning_version"]),
         epoch=fmt(src["epoch"]),
         global_step=fmt(src["global_step"]),
         base_line=_base_line(base_id),

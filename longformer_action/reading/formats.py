@@ -118,6 +118,25 @@ def writer_of(obj: Mapping[str, Any]) -> tuple[str, str | None]:
     return "lightning-0.6-0.7", None
 
 
+#: What wrote a checkpoint, by ``Checkpoint.writer``, for people (``inspect``, the model card).
+_WRITERS = {
+    FABRIC: "Lightning Fabric (fabric.save)",
+    "transformers": "transformers (save_pretrained, or a Trainer's checkpoint-N)",
+    "state-dict": "a bare state dict (no training metadata)",
+}
+
+
+def describe_writer(writer: str, lightning_version: str | None) -> str:
+    """What wrote a checkpoint, for people: ``Lightning 2.4.0``, ``Lightning (0.6-0.7, version not recorded)``,
+    ``Lightning Fabric (fabric.save)``, ``transformers (...)`` or ``a bare state dict (...)``."""
+    if writer.startswith("lightning-"):
+        generation = writer.removeprefix("lightning-")
+        return (
+            f"Lightning {lightning_version}" if lightning_version else f"Lightning ({generation}, version not recorded)"
+        )
+    return _WRITERS.get(writer, writer)
+
+
 def load_safetensors(path: Path) -> dict[str, Any]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
