@@ -39,7 +39,7 @@ class Size(click.ParamType):
 
 
 class Labels(click.ParamType):
-    """Label names in output order, comma-separated (``NEG,POS``): a tuple of non-empty names."""
+    """Label names in output order, comma-separated (``NEG,POS``): a tuple of distinct, non-empty names."""
 
     name = "labels"
 
@@ -49,6 +49,9 @@ class Labels(click.ParamType):
         names = tuple(n.strip() for n in str(value).split(","))
         if not all(names):
             self.fail(f"'{value}' has an empty label; write it like NEG,POS or O,B-PER,I-PER", param, ctx)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            self.fail(f"'{value}' names {', '.join(twice)} twice; give each output its own name", param, ctx)
         return names
 
 

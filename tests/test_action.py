@@ -335,6 +335,7 @@ def test_token_is_masked_before_anything_else(runner):
         ({"dtype": "fp16"}, "dtype"),
         ({"task": "ner"}, "task"),
         ({"labels": "NEG,,POS"}, "labels"),
+        ({"labels": "NEG,POS,NEG"}, "labels"),
         ({"drop": "loss_fn.,"}, "drop"),
         ({"keep": ",crf."}, "keep"),
         ({"global-attention": "all"}, "global-attention"),

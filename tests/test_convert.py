@@ -397,6 +397,10 @@ def test_usage_errors_exit_2(cli, checkpoints, tmp_path):
     assert bad.exit_code == 2 and "int8" in bad.stderr
     bad = cli("convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "m", "--max-shard-size", "big")
     assert bad.exit_code == 2 and "500MB" in bad.stderr
+    for labels, says in (("a,,b", "has an empty label"), ("a,b,a", "names a twice")):
+        bad = cli("convert", "--checkpoint", checkpoints["plain"], "--output", tmp_path / "m", "--labels", labels)
+        assert bad.exit_code == 2 and says in one_error_line(bad), "a usage error at parse time, before any work"
+    assert not (tmp_path / "m").exists()
 
 
 def test_untrusted_tensor_subclass_is_refused(cli, base_model, checkpoints, tmp_path):

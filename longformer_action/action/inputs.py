@@ -137,6 +137,14 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
     plan["labels"] = _comma_list(
         environ, "labels", "an empty label", "write the names in output order, e.g. `labels: NEG,POS`"
     )
+    names = plan["labels"].split(",") if plan["labels"] else []
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(
+            "labels",
+            f"is '{plan['labels']}', which names {', '.join(twice)} twice",
+            "give each output its own name, in output order, e.g. `labels: NEG,NEU,POS`",
+        )
     plan["drop"] = _comma_list(
         environ, "drop", "an empty prefix", "write the key prefixes comma-separated, e.g. `drop: loss_fn.,class_prior`"
     )
