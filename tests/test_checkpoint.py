@@ -168,7 +168,7 @@ def test_malicious_legacy_pickle_never_runs(checkpoints, tmp_path):
     ("make", "expected"),
     [
         (lambda p: p, "does not exist"),
-        (lambda p: (p.mkdir(), p)[1], "is a directory"),
+        (lambda p: (p.mkdir(), p)[1], "is a folder with no .ckpt file in it"),
         (lambda p: (p.write_bytes(b""), p)[1], "is empty"),
         (lambda p: (p.write_text("epoch: 3\nstate: ok\n"), p)[1], "not a PyTorch checkpoint"),
         (lambda p: (p.write_bytes(pickle.dumps({"a": 1})[:5]), p)[1], "truncated or corrupt"),

@@ -327,7 +327,7 @@ def _unknown_keys_checkpoint(path: Path, source: Path) -> Path:
     ("make", "fragment"),
     [
         (lambda tmp, ck: tmp / "missing.ckpt", "does not exist. Check the --checkpoint path"),
-        (lambda tmp, ck: tmp, "is a directory. Pass the .ckpt file inside it"),
+        (lambda tmp, ck: tmp, "with no .ckpt file in it, and it is neither a transformers folder nor a distributed"),
         (
             lambda tmp, ck: (tmp / "t.ckpt", (tmp / "t.ckpt").write_text("not a checkpoint\n"))[0],
             "not a PyTorch checkpoint",

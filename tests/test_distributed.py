@@ -391,11 +391,18 @@ def test_xla_fsdp_folder_gives_the_consolidation_command(tmp_path, cli):
 def test_plain_directories(tmp_path, cli):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "it holds none, nor a distributed checkpoint" in one_error_line(cli("inspect", "--checkpoint", empty))
+    assert one_error_line(cli("inspect", "--checkpoint", empty)) == (
+        f"Error: checkpoint {empty} is a folder with no .ckpt file in it, and it is neither a transformers folder nor "
+        "a distributed checkpoint (FSDP sharded, DeepSpeed ZeRO or XLA FSDP). Pass the checkpoint file the Trainer "
+        "wrote, e.g. --checkpoint lightning_logs/version_0/checkpoints/last.ckpt."
+    )
     logs = tmp_path / "checkpoints"
     logs.mkdir()
-    (logs / "last.ckpt").write_bytes(b"")
-    assert "last.ckpt" in one_error_line(cli("inspect", "--checkpoint", logs))
+    for step in range(6):
+        (logs / f"epoch=0-step={step}.ckpt").write_bytes(b"")
+    line = one_error_line(cli("inspect", "--checkpoint", logs))
+    assert "is a folder holding 6 .ckpt files: epoch=0-step=0.ckpt, " in line
+    assert "epoch=0-step=4.ckpt and 1 more. Pass one of them, e.g. --checkpoint " in line
 
 
 def test_meta_pt_object_that_cannot_be_rebuilt_with_trust(fsdp, tmp_path, cli):

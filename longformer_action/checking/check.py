@@ -26,7 +26,7 @@ from ..registry.attention import global_attention_mask
 from ..registry.families import sep_token_id
 from ..registry.files import CUSTOM_HEAD_NAME
 from ..registry.tasks import Task
-from ..text import described
+from ..text import described, listing
 from ..writing.folder import mapped_tensors
 from .compare import compare_outputs, compare_tensors
 from .inputs import attention_window, make_inputs
@@ -164,7 +164,7 @@ def run_check(
     for kind, keys in result.loading.items():
         shown = [k for k in keys if k not in allowed]
         if shown:
-            result.failures.append(f"from_pretrained reports {kind.replace('_', ' ')}: {', '.join(shown[:5])}")
+            result.failures.append(f"from_pretrained reports {kind.replace('_', ' ')}: {listing(shown, 5)}")
     result.add(generation_check(model, base))
     try:
         with torch.inference_mode():

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from ..errors import MappingError
 from ..registry import tasks
+from ..text import listing
 from .keys import strip_wrappers
 from .selection import Shape, _is_encoder_part, find_crfs
 
@@ -57,7 +58,7 @@ def explain_extra_keys(shapes: Mapping[str, Shape], error: MappingError, *, task
     chosen, mapping = found[0]
     keys = [k for g in chosen for k in groups[g]]
     prefixes = [f"{g}{'.' if len(groups[g]) > 1 or groups[g][0] != g else ''}" for g in chosen]
-    listed = ", ".join(f"{k!r} {list(shapes[k])}" for k in sorted(keys)[:6])
+    listed = listing([f"{k!r} {list(shapes[k])}" for k in sorted(keys)], 6)
     crfs = find_crfs({stripped[k]: shapes[k] for k in keys})
     crf = (
         f"; {'they are' if 3 * len(crfs) == len(keys) else 'among them is'} a CRF's transitions over "

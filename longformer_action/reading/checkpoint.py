@@ -27,6 +27,7 @@ from typing import Any
 from ..digests import file_sha256, in_background
 from ..errors import CheckpointError
 from ..filesystem import raise_read_problem
+from ..text import listing
 from .distributed import find_layout, layout_error, read_distributed
 from .formats import FABRIC, LIGHTNING_KEYS, Read, detect_format, is_tensor, load_safetensors, writer_of
 from .hparams import as_mapping
@@ -121,7 +122,7 @@ def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], str]:
         return dict(mapping[held[0]]), FABRIC
     if held:
         return {f"{k}.{name}": t for k in held for name, t in mapping[k].items()}, FABRIC
-    keys = ", ".join(sorted(str(k) for k in mapping)[:8])
+    keys = listing(sorted(str(k) for k in mapping), 8)
     raise CheckpointError(
         f"checkpoint {path} has no 'state_dict', no entry that is a state dict (as Fabric.save writes 'model'), and "
         f"is not a bare state dict (top-level keys: {keys})",
@@ -247,7 +248,7 @@ def _folder_error(path: Path) -> CheckpointError:
         return layout_error(layout)
     saved = trainer_checkpoints(path)
     if saved:
-        shown = ", ".join(p.name for p in saved[:5])
+        shown = listing([p.name for p in saved], 5)
         return CheckpointError(
             f"checkpoint {path} is a transformers Trainer's output folder (checkpoints: {shown})",
             f"pass one of its checkpoint folders: --checkpoint {saved[0]} is the latest",
@@ -255,10 +256,12 @@ def _folder_error(path: Path) -> CheckpointError:
     inside = sorted(p.name for p in path.glob("*.ckpt"))
     if inside:
         return CheckpointError(
-            f"checkpoint {path} is a directory", f"pass the .ckpt file inside it: {', '.join(inside[:5])}"
+            f"checkpoint {path} is a folder holding {len(inside)} .ckpt {'file' if len(inside) == 1 else 'files'}: "
+            f"{listing(inside, 5)}",
+            f"pass one of them, e.g. --checkpoint {path / inside[0]}",
         )
     return CheckpointError(
-        f"checkpoint {path} is a directory",
-        "pass the .ckpt file inside it; it holds none, nor a distributed checkpoint "
-        "(FSDP sharded, DeepSpeed ZeRO or XLA FSDP): pass the file the Trainer wrote",
+        f"checkpoint {path} is a folder with no .ckpt file in it, and it is neither a transformers folder nor a "
+        "distributed checkpoint (FSDP sharded, DeepSpeed ZeRO or XLA FSDP)",
+        "pass the checkpoint file the Trainer wrote, e.g. --checkpoint lightning_logs/version_0/checkpoints/last.ckpt",
     )
