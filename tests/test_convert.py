@@ -99,6 +99,13 @@ def test_dtype_cast(cli, checkpoints, base_model, tmp_path, dtype, torch_dtype):
     report = json.loads((out / "conversion-report.json").read_text())
     assert report["dtype"] == {"requested": dtype, "saved": dtype}
     assert report["check"]["passed"] and report["check"]["max_abs_diff"] > 0
+    row = (
+        f"| every tensor equals its source after the cast to {dtype} | {report['check']['tensors_compared']} tensors |"
+    )
+    assert row in (out / "README.md").read_text(), "exact only after the cast --dtype asked for"
+    from longformer_action.publishing.summary import summary_markdown
+
+    assert row in summary_markdown(report)
 
 
 def test_keep_preserves_a_half_precision_checkpoint(cli, checkpoints, base_model, tmp_path):
@@ -110,6 +117,7 @@ def test_keep_preserves_a_half_precision_checkpoint(cli, checkpoints, base_model
     assert result.exit_code == 0, result.stderr
     assert {t.dtype for t in saved_tensors(out).values()} == {torch.bfloat16}
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert "| every tensor equals its source | " in (out / "README.md").read_text(), "no cast: exact as it is"
 
 
 def test_sharded_output(cli, checkpoints, base_model, tmp_path):

@@ -71,7 +71,7 @@ def model_card(report: dict[str, Any]) -> str:
         dtype=report["dtype"],
         mapping=report["mapping"],
         notes="".join(f"{line}\n" for line in ["", *_notes(report)]),
-        check="\n".join(_check_section(check, conv)),
+        check="\n".join(_check_section(check, conv, report["dtype"])),
     )
     return str(card)
 
@@ -114,7 +114,7 @@ def _notes(report: dict[str, Any]) -> list[str]:
     return lines + custom_head_lines(conv.get("custom_head"), "##")
 
 
-def _check_section(check: dict[str, Any] | None, conv: dict[str, Any]) -> list[str]:
+def _check_section(check: dict[str, Any] | None, conv: dict[str, Any], dtype: dict[str, Any]) -> list[str]:
     if check is None:
         return ["Not checked (converted with `--no-check`).", ""]
     verdict = "passed" if check["passed"] else "FAILED"
@@ -125,7 +125,7 @@ def _check_section(check: dict[str, Any] | None, conv: dict[str, Any]) -> list[s
         f"`{attention['convention']}`{_declared(attention)}), on inputs of shape {check['inputs'].get('shape')} "
         f"({check['inputs'].get('kind')}; lengths {check['inputs'].get('lengths')}).",
         "",
-        *check_table(check),
+        *check_table(check, dtype),
         "",
     ]
 

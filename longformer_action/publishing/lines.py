@@ -10,8 +10,12 @@ def fmt(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
-def check_table(check: dict[str, Any]) -> list[str]:
-    """Markdown rows: one per output with its differences and pass/fail."""
+def check_table(check: dict[str, Any], dtype: dict[str, Any] | None = None) -> list[str]:
+    """Markdown rows: one per output with its differences and pass/fail.
+
+    ``dtype`` is the report's (``requested``, ``saved``): where ``--dtype`` cast the weights, the tensors
+    equal their sources after that cast, and the row says so.
+    """
     rows = ["| output | shape | max abs diff | max rel diff | tolerance | result |", "|---|---|---|---|---|---|"]
     for o in check["outputs"]:
         mark = "pass" if o["passed"] else "**FAIL**"
@@ -19,7 +23,10 @@ def check_table(check: dict[str, Any]) -> list[str]:
             f"| `{o['name']}` | {o['shape']} | {o['max_abs']:.3g} | {o['max_rel']:.3g} | {o['atol']:g} | {mark} |"
         )
     tensors = "pass" if not check["tensor_failures"] else f"**FAIL** ({len(check['tensor_failures'])})"
-    rows.append(f"| every tensor equals its source | {check['tensors_compared']} tensors | | | exact | {tensors} |")
+    cast = f" after the cast to {dtype['saved']}" if dtype and dtype.get("requested") not in (None, "keep") else ""
+    rows.append(
+        f"| every tensor equals its source{cast} | {check['tensors_compared']} tensors | | | exact | {tensors} |"
+    )
     named = check.get("checks") or []
     if named:
         rows += ["", "| check | files | result | compared |", "|---|---|---|---|"]

@@ -47,7 +47,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
     total = sum(report["timings_seconds"].values())
     lines += [f"| time | {total:.1f} s |", ""]
     if check:
-        lines += ["### Check", "", *check_table(check), ""]
+        lines += ["### Check", "", *check_table(check, report["dtype"]), ""]
         if check.get("smoke", {}).get("output"):
             lines += [f"Sample: *{check['smoke']['input']}* → `{check['smoke']['output']}`", ""]
         if check["failures"]:
