@@ -218,6 +218,25 @@ def _with_hparam(source: Path, path: Path, **hparams) -> Path:
     return path
 
 
+def test_hyper_parameters_show_the_values_of_lists_and_dicts_bounded(checkpoints, tmp_path):
+    path = _with_hparam(
+        checkpoints["plain"],
+        tmp_path / "h.ckpt",
+        labels=["O", "B-PER", "I-PER"],
+        windows=(4, 4),
+        id2label={0: "NEG", 1: "POS"},
+        vocab=[f"token{i}" for i in range(100)],
+        nested=[["a"], ["b"]],
+    )
+    described = read_checkpoint(path).hyper_parameters
+    assert described["labels"] == "['O', 'B-PER', 'I-PER']"
+    assert described["windows"] == "(4, 4)"
+    assert described["id2label"] == "{0: 'NEG', 1: 'POS'}"
+    assert described["vocab"].startswith("['token0', 'token1',") and described["vocab"].endswith("... (100 items)")
+    assert len(described["vocab"]) <= 60 + len(" (100 items)")
+    assert described["nested"] == "list", "only flat values are shown"
+
+
 @pytest.fixture()
 def throwaway_module(tmp_path, monkeypatch):
     """Write and import a module ``name`` with ``source``; afterwards it can be made to disappear."""

@@ -92,13 +92,24 @@ class Checkpoint:
         return sum(seen.values())
 
 
+def _plain(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, str)) or value is None
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, Inert) or (isinstance(value, type) and issubclass(value, Inert)):
         return value._qualname  # an object the file would build, or a class or function it names
-    if isinstance(value, (bool, int, float, str)) or value is None:
+    if _plain(value):
         text = repr(value)
         return text if len(text) <= 60 else text[:57] + "..."
-    return type(value).__name__
+    # a list of labels or window sizes, a dict of label ids: the values, bounded, as for a single value
+    if isinstance(value, (list, tuple)) and all(_plain(v) for v in value):
+        text = repr(list(value) if isinstance(value, list) else tuple(value))
+    elif isinstance(value, Mapping) and all(_plain(k) and _plain(v) for k, v in value.items()):
+        text = repr(dict(value))
+    else:
+        return type(value).__name__
+    return text if len(text) <= 60 else f"{text[:57]}... ({len(value)} items)"
 
 
 def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Any], str]:
