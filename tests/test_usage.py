@@ -80,11 +80,12 @@ def test_without_a_tokenizer_the_snippet_says_one_must_be_supplied(cli, fabric_c
     code = snippet(out)
     assert 'AutoTokenizer.from_pretrained("path/to/this/folder")' not in code
     assert (
-        "# this folder has no tokenizer (its config came from the checkpoint's hyper-parameters (--base-model "
-        "hparams)): load the one the model was trained with" in code
+        "# this folder has no tokenizer, as its config came from the checkpoint's hyper-parameters (--base-model "
+        "hparams): load the one the model was trained with" in code
     )
     card = (out / "README.md").read_text()
     assert "| base model (config, tokenizer) | none: the config came from the checkpoint's hyper-parameters" in card
+    assert "| tokenizer | none: `--base-model hparams` gives the config alone; use the tokenizer the model" in card
     assert "a local folder" not in card
     scope = run_snippet(out, tokenizer=base_model)
     assert len(scope["tags"]) == scope["inputs"]["input_ids"].shape[1]

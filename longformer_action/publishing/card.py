@@ -67,7 +67,7 @@ def model_card(report: dict[str, Any]) -> str:
         global_step=fmt(src["global_step"]),
         base_line=_base_line(base_id),
         attention=attention,
-        rows="\n".join(_optional_rows(conv)),
+        rows="\n".join(_optional_rows(conv, base_id)),
         dtype=report["dtype"],
         mapping=report["mapping"],
         notes="".join(f"{line}\n" for line in ["", *_notes(report)]),
@@ -76,7 +76,7 @@ def model_card(report: dict[str, Any]) -> str:
     return str(card)
 
 
-def _optional_rows(conv: dict[str, Any]) -> list[str]:
+def _optional_rows(conv: dict[str, Any], base_spec: str) -> list[str]:
     rows = []
     if conv.get("num_labels"):
         labels = ", ".join(conv["id2label"][str(i)] for i in range(conv["num_labels"]))
@@ -91,7 +91,10 @@ def _optional_rows(conv: dict[str, Any]) -> list[str]:
             f"| attention window | `{window['config']}` in `config.json`; {window['where']} is {window['recorded']}, "
             "read as the one-sided window (half the two-sided one, as allenai's scripts record it) |"
         )
-    rows.append(f"| tokenizer | {tokenizer_line(conv.get('tokenizer'))} |")
+    tokenizer = tokenizer_line(conv.get("tokenizer"))
+    if not conv.get("tokenizer") and base_spec == HPARAMS_BASE:
+        tokenizer = "none: `--base-model hparams` gives the config alone; use the tokenizer the model was trained with"
+    rows.append(f"| tokenizer | {tokenizer} |")
     if conv.get("generation") is not None:
         rows.append(f"| generation settings | {generation_line(conv['generation'])} |")
     if conv.get("untied"):

@@ -136,7 +136,7 @@ def usage(conv: dict[str, Any], dtype: str | None = None, base_spec: str = "") -
             if base_spec == HPARAMS_BASE
             else "the base model had no tokenizer files"
         )
-        lines.append(f"# this folder has no tokenizer ({why}): load the one the model was trained with")
+        lines.append(f"# this folder has no tokenizer, as {why}: load the one the model was trained with")
     lines += [f"tokenizer = AutoTokenizer.from_pretrained({source})", *_TOKENIZE[task.inputs]]
     if attention["call"]:
         lines += [
