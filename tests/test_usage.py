@@ -86,6 +86,7 @@ def test_without_a_tokenizer_the_snippet_says_one_must_be_supplied(cli, fabric_c
     card = (out / "README.md").read_text()
     assert "| base model (config, tokenizer) | none: the config came from the checkpoint's hyper-parameters" in card
     assert "| tokenizer | none: `--base-model hparams` gives the config alone; use the tokenizer the model" in card
+    assert "| tokenizer | none | not run | no tokenizer: --base-model hparams gives the config alone |" in card
     assert "a local folder" not in card
     scope = run_snippet(out, tokenizer=base_model)
     assert len(scope["tags"]) == scope["inputs"]["input_ids"].shape[1]

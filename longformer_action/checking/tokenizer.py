@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..reading.base_model import tokenizer_files
+from ..reading.base_model import HPARAMS_BASE, tokenizer_files
 from ..text import described
 from ..writing.tokenizer import UNSET_MAX_LENGTH, legacy_copy, legacy_names, load_base_tokenizer, usable_positions
 from .inputs import SAMPLE_CONTEXT, SAMPLE_QUESTION, SAMPLE_TEXT, SAMPLE_UNICODE
@@ -46,7 +46,13 @@ def tokenizer_check(folder: Path, base: Any, config: Any) -> NamedCheck:
         if base_files:
             names = ", ".join(p.name for p in base_files)
             return NamedCheck("tokenizer", [], False, "", [f"the folder has no tokenizer, the base has one ({names})"])
-        why = "the folder has none" if base is None else "the base model has no tokenizer files"
+        why = (
+            "the folder has none"
+            if base is None
+            else "--base-model hparams gives the config alone"
+            if base.spec == HPARAMS_BASE
+            else "the base model has no tokenizer files"
+        )
         return NamedCheck("tokenizer", [], None, f"no tokenizer: {why}")
     try:
         mine = AutoTokenizer.from_pretrained(folder)
