@@ -1,0 +1,1 @@
+"""Publishing: where a checked folder goes after it is written (the Hugging Face Hub)."""
