@@ -1,0 +1,1 @@
+"""Reading: what a checkpoint holds besides its tensors."""
