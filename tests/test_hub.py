@@ -470,6 +470,21 @@ def test_a_missing_namespace_is_a_404_naming_the_rule(hub: FakeHub, push: Pusher
     assert "OWNER must be your user name or an existing organisation: pass --repo-id OWNER/NAME" in str(failed.value)
 
 
+def test_a_taken_name_the_hub_does_not_show_is_not_said_to_be_created(hub: FakeHub, push: Pusher, folders) -> None:
+    push(folders["question-answering"], "org/Secret", create_pr=False)
+    push.log.seek(0)
+    push.log.truncate()
+
+    with pytest.raises(PushError) as failed:
+        push(folders["question-answering"], "org/secret")  # names ignore case: taken, yet not found under this one
+
+    assert str(failed.value).startswith(
+        "org/secret exists, but HF_TOKEN cannot read it (You already created this model repo): a private repository, "
+        "or one whose name differs only in letter case. Pass its exact name"
+    )
+    assert "created" not in push.log.getvalue() and list(hub.repos) == ["org/Secret"]
+
+
 def test_a_missing_branch_is_one_error(hub: FakeHub, push: Pusher, folders) -> None:
     with pytest.raises(PushError) as failed:
         push(folders["text-classification"], "org/x", revision="dev", create_pr=False)

@@ -25,72 +25,57 @@ The token is the caller's (``HF_TOKEN``); no message, log line or exception this
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ConversionError
 from ..progress import Progress, human_bytes
+from .checked import (
+    CHECKSUMS_NAME,
+    REPORT_NAME,
+    TITLE_LIMIT,
+    CheckedFolder,
+    CommitMessage,
+    FolderFile,
+    PushError,
+    commit_message,
+    verify_folder,
+    workflow_run_url,
+)
+from .hub_answers import (
+    MAX_RETRY_AFTER,
+    NAME_RULE,
+    RETRY_DELAYS,
+    first_line,
+    refusal,
+    reset_connections,
+    retry_after,
+    status_of,
+    token_scope,
+    transient,
+)
 
-#: The folder's report and checksum file, as the conversion writes them.
-REPORT_NAME = "conversion-report.json"
-CHECKSUMS_NAME = "SHA256SUMS"
+__all__ = [
+    "CHECKSUMS_NAME",
+    "REPORT_NAME",
+    "TITLE_LIMIT",
+    "CheckedFolder",
+    "CommitMessage",
+    "FolderFile",
+    "PushError",
+    "PushResult",
+    "commit_message",
+    "push_folder",
+    "verify_folder",
+    "workflow_run_url",
+]
+
 #: The Hub's own file in every repository: never compared, never deleted.
 GITATTRIBUTES = ".gitattributes"
 
-#: Statuses worth another try: huggingface_hub's own ``http_backoff`` retries these.
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-#: Seconds to wait before each retry (three retries after the first try).
-RETRY_DELAYS = (2.0, 4.0, 8.0)
-#: The longest ``Retry-After`` honoured; a Hub that asks for more is told to the user instead.
-MAX_RETRY_AFTER = 60.0
-#: The Hub's limit on a pull request's title, which is the commit's title (``HfApi.create_discussion``: 200).
-TITLE_LIMIT = 200
-
-_DIGEST_LINE = re.compile(r"(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)")
-
 T = TypeVar("T")
-
-
-class PushError(ConversionError):
-    """The folder cannot be pushed: not checked, changed since, or the Hub refused it (with the fix)."""
-
-    stage = "push"
-
-
-@dataclass(frozen=True)
-class FolderFile:
-    """One file of a checked folder: its POSIX path in the folder, its SHA-256 (hex) and size in bytes."""
-
-    path: str
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class CheckedFolder:
-    """A folder ``verify_folder`` accepted: every file (``SHA256SUMS`` included) and the report it holds."""
-
-    folder: Path
-    files: tuple[FolderFile, ...]
-    report: Mapping[str, Any] = field(compare=False, repr=False)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-
-@dataclass(frozen=True)
-class CommitMessage:
-    """The commit's title (the pull request's title) and description (its first comment), in Markdown."""
-
-    title: str
-    description: str
 
 
 @dataclass(frozen=True)
@@ -129,208 +114,6 @@ class PushResult:
     size: int
     removed: tuple[str, ...]
     title: str
-
-
-# --- the folder ----------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _git_blob_id(path: Path) -> str:
-    # the id git (and the Hub, for a file not stored with LFS) gives a file: sha1 of "blob <size>\0" + bytes
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _refuse(folder: Path, what: str, fix: str) -> PushError:
-    return PushError(f"{folder} is not pushed: {what}", fix)
-
-
-_CONVERT_AGAIN = "convert again (longformer-convert convert ... --output DIR) and push the new folder"
-
-
-def verify_folder(folder: Path) -> CheckedFolder:
-    """Accept a folder for the Hub only when its check passed and ``SHA256SUMS`` proves every file.
-
-    Reads the folder only (no request). The rules: ``conversion-report.json`` parses and says ``status`` ok with a
-    check that passed (a folder converted with ``--no-check`` is refused: ``verify`` checks a folder but does not
-    change it, so the fix is to convert again with the check); every ``SHA256SUMS`` line (``sha256sum`` format) names
-    a regular file inside the folder whose SHA-256 is the one listed; no file of the folder but ``SHA256SUMS`` is
-    left out; the report is among the listed files.
-
-    Args:
-        folder: the ``--output`` folder of a ``convert`` run.
-
-    Returns:
-        The folder's files (``SHA256SUMS`` included) with their digests and sizes, and the report.
-
-    Raises:
-        PushError: the first rule broken, with the fix.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        what = "it does not exist" if not folder.exists() else "it is not a folder"
-        raise _refuse(folder, what, "pass the --output folder of a longformer-convert convert run")
-    report_path, sums_path = folder / REPORT_NAME, folder / CHECKSUMS_NAME
-    if not report_path.is_file():
-        raise _refuse(folder, f"it holds no {REPORT_NAME}, so nothing says it was checked", _CONVERT_AGAIN)
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise _refuse(folder, f"its {REPORT_NAME} cannot be read ({type(exc).__name__})", _CONVERT_AGAIN) from None
-    if not isinstance(report, dict):
-        raise _refuse(folder, f"its {REPORT_NAME} is not a report", _CONVERT_AGAIN)
-    _require_passed_check(folder, report)
-    if not sums_path.is_file():
-        raise _refuse(folder, f"it holds no {CHECKSUMS_NAME}", _CONVERT_AGAIN)
-    listed = _read_sums(folder, sums_path)
-    if REPORT_NAME not in listed:
-        raise _refuse(folder, f"{CHECKSUMS_NAME} does not list {REPORT_NAME}", _CONVERT_AGAIN)
-    present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if not p.is_dir()}
-    unlisted = sorted(set(present) - set(listed) - {CHECKSUMS_NAME})
-    if unlisted:
-        shown = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else "")
-        raise _refuse(
-            folder,
-            f"{len(unlisted)} file(s) not listed in {CHECKSUMS_NAME}: {shown}",
-            "remove them (the folder on the Hub is exactly the checked folder), or " + _CONVERT_AGAIN,
-        )
-    files = []
-    for name, digest in sorted(listed.items()):
-        path = folder / name
-        if name not in present or path.is_symlink() or not path.is_file():
-            what = "is missing" if name not in present else "is not a regular file"
-            raise _refuse(folder, f"{name}, listed in {CHECKSUMS_NAME}, {what}", _CONVERT_AGAIN)
-        actual = _sha256(path)
-        if actual != digest:
-            raise _refuse(
-                folder,
-                f"{name} changed since the conversion (SHA-256 {actual[:12]}..., {CHECKSUMS_NAME} lists "
-                f"{digest[:12]}...)",
-                "a folder is pushed only as it was checked: " + _CONVERT_AGAIN,
-            )
-        files.append(FolderFile(name, digest, path.stat().st_size))
-    files.append(FolderFile(CHECKSUMS_NAME, _sha256(sums_path), sums_path.stat().st_size))
-    return CheckedFolder(folder, tuple(sorted(files, key=lambda f: f.path)), report)
-
-
-def _require_passed_check(folder: Path, report: Mapping[str, Any]) -> None:
-    check = report.get("check")
-    if report.get("status") != "ok" or (isinstance(check, Mapping) and check.get("passed") is not True):
-        detail = ""
-        if isinstance(check, Mapping) and check.get("max_abs_diff") is not None:
-            detail = f" (max abs diff {check['max_abs_diff']:.3g}, tolerance {check.get('atol', 'n/a')})"
-        raise _refuse(
-            folder,
-            f"its report says the conversion or its check failed{detail}",
-            "a folder whose check failed is never pushed: fix what the report's failures name and " + _CONVERT_AGAIN,
-        )
-    if not isinstance(check, Mapping):
-        raise _refuse(
-            folder,
-            "it was converted with --no-check: its report records no passed check",
-            "convert again without --no-check, so that the check's result is in the folder's report "
-            "(longformer-convert verify checks a folder against its checkpoint but does not change the folder)",
-        )
-
-
-def _read_sums(folder: Path, sums_path: Path) -> dict[str, str]:
-    try:
-        lines = sums_path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _refuse(folder, f"{CHECKSUMS_NAME} cannot be read ({type(exc).__name__})", _CONVERT_AGAIN) from None
-    listed: dict[str, str] = {}
-    for number, line in enumerate(lines, 1):
-        match = _DIGEST_LINE.fullmatch(line)
-        name = match["name"] if match else ""
-        parts = name.split("/")
-        if not match or name.startswith("/") or any(p in ("", ".", "..") for p in parts) or name in listed:
-            raise _refuse(
-                folder,
-                f"line {number} of {CHECKSUMS_NAME} is not a '<sha256>  <file in the folder>' line",
-                _CONVERT_AGAIN,
-            )
-        listed[name] = match["digest"].lower()
-    return listed
-
-
-# --- the commit message --------------------------------------------------------------------------------------------
-
-
-def workflow_run_url(environ: Mapping[str, str]) -> str | None:
-    """The GitHub Actions run's page (``GITHUB_SERVER_URL/GITHUB_REPOSITORY/actions/runs/GITHUB_RUN_ID``), else None."""
-    parts = [environ.get(name, "").strip() for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")]
-    if environ.get("GITHUB_ACTIONS") != "true" or not all(parts):
-        return None
-    server, repository, run_id = parts
-    return f"{server.rstrip('/')}/{repository}/actions/runs/{run_id}"
-
-
-def commit_message(
-    checked: CheckedFolder,
-    *,
-    title: str | None = None,
-    removed: Iterable[str] = (),
-    environ: Mapping[str, str] | None = None,
-) -> CommitMessage:
-    """The commit's title and description: where the files came from and how they were checked.
-
-    The description names the source checkpoint (file name, never its path) and its SHA-256, the task and the
-    class, the check's result (max abs diff, tolerance, each named check), the tool and its version, the files, the
-    files the commit removes, and in GitHub Actions (``GITHUB_ACTIONS=true``) the workflow run's URL and commit.
-
-    Args:
-        checked: the folder, from ``verify_folder``.
-        title: replaces the generated title (``--commit-message``); the description stays.
-        removed: paths the commit deletes from the revision.
-        environ: the environment to read GitHub's variables from (default ``os.environ``).
-    """
-    environ = os.environ if environ is None else environ
-    report = checked.report
-    source, check, tool = report.get("source") or {}, report.get("check") or {}, report.get("tool") or {}
-    name = Path(str(source.get("path") or "the checkpoint")).name
-    architecture, task = report.get("architecture") or "the model", report.get("task") or "unknown"
-    version = f"longformer-convert {tool.get('version') or ''}".strip()
-    if title is None:
-        title = f"Upload {architecture} converted from {name} (check passed)"
-        if len(title) > TITLE_LIMIT:
-            keep = TITLE_LIMIT - len(title) + len(name) - 3
-            title = title.replace(name, name[: max(keep, 8)] + "...")
-    named = "; ".join(
-        f"{c.get('name')}: {'not run' if c.get('passed') is None else 'passed' if c.get('passed') else 'FAILED'}"
-        for c in check.get("checks") or []
-    )
-    lines = [
-        f"Converted from a PyTorch Lightning checkpoint and checked by {version}.",
-        "",
-        f"- source checkpoint: `{name}`",
-        f"- source SHA-256: `{source.get('sha256') or 'n/a'}`",
-        f"- task: `{task}` (`{architecture}`)",
-        f"- check: passed; max abs diff {_number(check.get('max_abs_diff'))} (tolerance {_number(check.get('atol'))},"
-        f" {check.get('dtype') or 'n/a'}); {check.get('tensors_compared', 'n/a')} tensors equal to the checkpoint's"
-        + (f"; {named}" if named else ""),
-        f"- tool: {version}",
-        f"- files: {len(checked.files)} ({human_bytes(checked.total_bytes)}); `{CHECKSUMS_NAME}` lists each one's "
-        "SHA-256",
-    ]
-    removed = sorted(removed)
-    if removed:
-        lines.append(f"- removed (not in the converted folder): {', '.join(f'`{p}`' for p in removed)}")
-    run = workflow_run_url(environ)
-    if run:
-        commit = environ.get("GITHUB_SHA", "").strip()
-        lines.append(f"- workflow run: {run}" + (f" (commit `{commit}`)" if commit else ""))
-    return CommitMessage(title, "\n".join(lines) + "\n")
-
-
-def _number(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
 # --- the push ------------------------------------------------------------------------------------------------------
@@ -377,7 +160,7 @@ def push_folder(
     if not token:
         raise PushError(
             f"no Hugging Face token: HF_TOKEN is not set, and pushing to {repo_id} needs one",
-            f"set HF_TOKEN to {_token_scope(owner)}",
+            f"set HF_TOKEN to {token_scope(owner)}",
         )
     if create_pr and revision is not None and revision.startswith("refs/"):
         raise PushError(
@@ -406,31 +189,18 @@ def push_folder(
     ).run()
 
 
-_NAME_RULE = (
-    "OWNER/NAME, OWNER your Hub user name or an organisation's; NAME of letters, digits, '-', '_' and '.', at most "
-    "96 characters, not starting or ending with '-' or '.', without '--' or '..', not ending in '.git'"
-)
-
-
 def _owner(repo_id: str) -> str:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
     if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise PushError(f"repository {repo_id!r} is not OWNER/NAME", f"pass --repo-id {_NAME_RULE}")
+        raise PushError(f"repository {repo_id!r} is not OWNER/NAME", f"pass --repo-id {NAME_RULE}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         reason = str(exc).split(":")[0]
-        raise PushError(f"repository name {repo_id!r} is refused by huggingface_hub ({reason})", _NAME_RULE) from None
+        raise PushError(f"repository name {repo_id!r} is refused by huggingface_hub ({reason})", NAME_RULE) from None
     return repo_id.split("/")[0]
-
-
-def _token_scope(owner: str) -> str:
-    return (
-        f"a token with write access to {owner}: a fine-grained token with write access to {owner}'s repositories, "
-        "or a classic write token"
-    )
 
 
 @dataclass(frozen=True)
@@ -516,7 +286,7 @@ class _Push:
         try:
             info = self.retrying("the repository's info", lambda: self.api.repo_info(self.repo_id))
         except Exception as exc:
-            if _status(exc) != 404:
+            if status_of(exc) != 404:
                 raise self.failure(exc, "reading the repository") from None
         else:
             if self.private and not info.private:
@@ -524,11 +294,16 @@ class _Push:
                     self.redact(f"{self.repo_id} exists and is public: --private applies to a new repository only")
                 )
             return False
+        tries: list[int] = []
+
+        def create() -> Any:
+            # a 409 on the first try: the repository exists where HF_TOKEN cannot see it; on a retry, the try before
+            # may have created it (its answer lost)
+            tries.append(1)
+            return self.api.create_repo(self.repo_id, private=self.private, exist_ok=len(tries) > 1)
+
         try:
-            self.retrying(
-                "creating the repository",
-                lambda: self.api.create_repo(self.repo_id, private=self.private, exist_ok=True),
-            )
+            self.retrying("creating the repository", create)
         except Exception as exc:
             raise self.failure(exc, "creating the repository") from None
         self.say(f"created {'private' if self.private else 'public'} repository {self.repo_id}")
@@ -622,9 +397,9 @@ class _Push:
                 create_pr=self.create_pr,
             )
         except ValueError as exc:
-            if _status(exc.__cause__) == 400:  # huggingface_hub's validate-yaml refused the card's metadata
+            if status_of(exc.__cause__) == 400:  # huggingface_hub's validate-yaml refused the card's metadata
                 raise self.error(
-                    f"the Hub refused the model card's metadata (README.md): {_first_line(exc, skip=1)}",
+                    f"the Hub refused the model card's metadata (README.md): {first_line(exc, skip=1)}",
                     f"this is a bug in longformer-convert: report it at {_issues()} with this log",
                 ) from None
             raise
@@ -643,77 +418,33 @@ class _Push:
             except PushError:
                 raise
             except Exception as exc:
-                cause = _transient(exc)
+                cause = transient(exc)
                 if cause is None or attempt == len(RETRY_DELAYS):
                     raise
-                delay = max(RETRY_DELAYS[attempt], _retry_after(exc) or 0.0)
+                delay = max(RETRY_DELAYS[attempt], retry_after(exc) or 0.0)
                 if delay > MAX_RETRY_AFTER:
                     raise
                 self.say(
                     f"{cause} to {what}; retrying in {delay:g} s (attempt {attempt + 2} of {len(RETRY_DELAYS) + 1})"
                 )
-                _reset_connections(exc)
+                reset_connections(exc)
                 self.sleep(delay)
         raise AssertionError("unreachable")
 
     def failure(self, exc: BaseException, doing: str) -> PushError:
-        """One ``PushError`` for a failed request, by its HTTP status (not by the client's exception class)."""
-        status, server = _status(exc), _server_message(exc)
-        scope = _token_scope(self.owner)
-        settings = f"{self.api.endpoint}/settings/tokens"
-        if status is None:
-            cause = _transient(exc)
-            if cause is not None:
-                return self.error(
-                    f"could not reach the Hub at {self.api.endpoint} while {doing} ({cause}, "
-                    f"{len(RETRY_DELAYS) + 1} tries)",
-                    "check the network (HF_ENDPOINT, proxy settings) and push again: a folder already on the Hub "
-                    "makes no new commit",
-                )
-            raise exc
-        if status == 401:
-            return self.error(
-                f"the Hub refused HF_TOKEN while {doing} (401: {server or 'invalid or expired token'})",
-                f"set HF_TOKEN to a valid token ({settings}): {scope}",
-            )
-        if status == 403:
-            who = self.whoami()
-            if who and who[1] == "read":
-                what = f"HF_TOKEN is a read token of {who[0]}: it may not write to {self.repo_id}"
-            elif who:
-                what = f"HF_TOKEN's user {who[0]} may not write to {self.owner} ({doing}: {server or '403'})"
-            else:
-                what = f"the Hub refused {doing} (403: {server or 'forbidden'})"
-            hint = f"set HF_TOKEN to {scope}"
-            if doing == "creating the repository":
-                hint = (
-                    f"{self.owner} must exist and be your user name or an organisation you may create repositories "
-                    f"in; {hint}"
-                )
-            elif not self.create_pr:
-                hint += ", or push as a pull request (--create-pr)"
-            return self.error(what, hint)
-        if status == 404 and doing == "creating the repository":
-            return self.error(
-                f"the Hub has no namespace {self.owner} ({server or '404'})",
-                f"OWNER must be your user name or an existing organisation: pass --repo-id {_NAME_RULE}",
-            )
-        if status == 404:
-            return self.error(
-                f"{self.repo_id} or its revision {self.revision} was not found while {doing} ({server or '404'})",
-                f"check --repo-id and --revision, and that HF_TOKEN may read the repository: {scope}",
-            )
-        if status == 400 and doing == "creating the repository":
-            return self.error(f"the Hub refused the repository name {self.repo_id!r} ({server})", _NAME_RULE)
-        if status in TRANSIENT_STATUSES:
-            return self.error(
-                f"the Hub answered {status} while {doing}, {len(RETRY_DELAYS) + 1} times ({server or 'no message'})",
-                "the Hub may be busy or down: push again later; a folder already on the Hub makes no new commit",
-            )
-        return self.error(
-            f"the Hub answered {status} while {doing} ({server or 'no message'})",
-            "read the Hub's message above; push again once it is fixed",
+        """One ``PushError`` for a failed request; an exception that is no answer of the Hub is raised again."""
+        told = refusal(
+            exc,
+            doing,
+            repo_id=self.repo_id,
+            revision=self.revision,
+            create_pr=self.create_pr,
+            endpoint=self.api.endpoint,
+            whoami=self.whoami,
         )
+        if told is None:
+            raise exc
+        return self.error(*told)
 
     def whoami(self) -> tuple[str, str] | None:
         try:
@@ -764,6 +495,15 @@ class _Push:
         )
 
 
+def _git_blob_id(path: Path) -> str:
+    # the id git (and the Hub, for a file not stored with LFS) gives a file: sha1 of "blob <size>\0" + bytes
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _version() -> str | None:
     from importlib import metadata
 
@@ -779,52 +519,3 @@ def _issues() -> str:
     from .. import errors
 
     return errors.issues_url()
-
-
-def _status(exc: BaseException | None) -> int | None:
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _server_message(exc: BaseException) -> str:
-    message = getattr(exc, "server_message", None)
-    text = message if isinstance(message, str) and message.strip() else ""
-    return " ".join(text.split())[:300]
-
-
-def _first_line(exc: BaseException, *, skip: int = 0) -> str:
-    lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip()]
-    return "; ".join(lines[skip:] or lines)[:300]
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    # the transport errors huggingface_hub's http_backoff retries (its client is httpx2 since 2.x, httpx in 1.x)
-    try:
-        import httpx2 as httpx
-    except ImportError:  # pragma: no cover - huggingface_hub 1.x
-        import httpx
-    return (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
-
-def _transient(exc: BaseException) -> str | None:
-    status = _status(exc)
-    if status is not None:
-        return f"the Hub answered {status}" if status in TRANSIENT_STATUSES else None
-    if isinstance(exc, _transport_errors()):
-        return f"the connection failed ({type(exc).__name__})"
-    return None
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-    value = str(headers.get("Retry-After", "")).strip()
-    return float(value) if value.isdigit() else None
-
-
-def _reset_connections(exc: BaseException) -> None:
-    # as huggingface_hub does after a connection error: the next request builds a new client
-    if type(exc).__name__ == "ConnectError":
-        from huggingface_hub.utils import close_session
-
-        close_session()
