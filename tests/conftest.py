@@ -57,6 +57,7 @@ E2E_FIXTURES = {
     "wide_window",
     "fsdp",
     "fsdp_two_ranks",
+    "monitored_run",
 }
 
 
@@ -223,6 +224,16 @@ def lightning_cli_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPath
         return demo.fit_and_save(module, batches, folder / "multilabel.ckpt")
 
     return once(tmp_path_factory, "cli-ckpt", make)
+
+
+@pytest.fixture(scope="session")
+def monitored_run(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A text classifier fitted for four epochs with ``ModelCheckpoint`` on ``val_acc`` (every epoch's file, named
+    with its score, and ``last.ckpt``) and on ``val_loss`` (the best): the folders and the callbacks' final state
+    (``tests/monitored.py``)."""
+    from . import monitored
+
+    return once(tmp_path_factory, "monitored", lambda folder: monitored.fit(base_model, folder))
 
 
 #: The base folders' forms: the config alone, or with the public model's tokenizer files.

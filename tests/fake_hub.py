@@ -1576,3 +1576,21 @@ def point_client_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) 
     monkeypatch.setattr(hf_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", True)
     monkeypatch.setattr(_detect_agent, "_registry", EMPTY_AGENT_REGISTRY)
     _http.close_session()
+
+
+@contextlib.contextmanager
+def serving(monkeypatch: pytest.MonkeyPatch, home: Path, *, write: str, read: str, bob: str) -> Iterator[FakeHub]:
+    """A running fake Hub with huggingface_hub pointed at it (``point_client_at``): alice (``write`` and ``read``
+    tokens; member of ``org``) and bob (a ``write`` token, ``bob``), no repos. On exit, the fake failed on no request.
+    """
+    from huggingface_hub.utils import close_session
+
+    fake = FakeHub()
+    fake.add_token(write, user="alice", orgs=("org",))
+    fake.add_token(read, user="alice", role="read", orgs=("org",))
+    fake.add_token(bob, user="bob")
+    with fake.running():
+        point_client_at(monkeypatch, endpoint=fake.url, home=home)
+        yield fake
+        close_session()
+    assert fake.server_errors == [], "the fake failed on a request"
