@@ -16,50 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from longformer_action.cli import main
 from longformer_action.errors import PushError
 from longformer_action.progress import Progress
 from longformer_action.publishing.checked import TITLE_LIMIT, commit_message, verify_folder
 from longformer_action.publishing.hub import PushResult, push_folder
 from longformer_action.registry.files import CHECKSUMS_NAME, REPORT_NAME
 
-from .conftest import LONGFORMER_TASKS
 from .fake_hub import FakeHub, serving
 
 WRITE = "hf_alice_write_Zq81xY"
 READ = "hf_alice_read_Pl02mN"
 BOB = "hf_bob_write_Kd77sT"
 UNKNOWN = "hf_revoked_Qa55wE"
-TASKS = (*LONGFORMER_TASKS, "text2text-generation")
-
-
-def convert(*args: Any) -> Any:
-    result = CliRunner().invoke(main, ["convert", *(str(a) for a in args)], catch_exceptions=True)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-@pytest.fixture(scope="module")
-def folders(task_checkpoints, base_model: Path, led_base_model: Path, tmp_path_factory) -> dict[str, Path]:
-    """task -> the folder the CLI converted and checked from the task's Trainer checkpoint."""
-    root = tmp_path_factory.mktemp("pushed")
-    made = {}
-    for task in TASKS:
-        base = led_base_model if task == "text2text-generation" else base_model
-        convert("--checkpoint", task_checkpoints[task][0], "--base-model", base, "--output", root / task)
-        made[task] = root / task
-    return made
-
-
-@pytest.fixture(scope="module")
-def unchecked(task_checkpoints, base_model: Path, tmp_path_factory) -> Path:
-    """A text classifier converted with ``--no-check``."""
-    out = tmp_path_factory.mktemp("unchecked") / "model"
-    checkpoint = task_checkpoints["text-classification"][0]
-    convert("--checkpoint", checkpoint, "--base-model", base_model, "--output", out, "--no-check")
-    return out
 
 
 @pytest.fixture()
@@ -137,8 +106,10 @@ def rewrite_sums(folder: Path) -> None:
 # -- what arrives ---------------------------------------------------------------------------------------------------
 
 
-def test_every_task_folder_arrives_byte_identical_in_a_pull_request(hub: FakeHub, push: Pusher, folders) -> None:
-    for task, folder in folders.items():
+def test_every_task_folder_arrives_byte_identical_in_a_pull_request(
+    hub: FakeHub, push: Pusher, converted_folders
+) -> None:
+    for task, folder in converted_folders.items():
         repo_id = f"org/{task}"
         result = push(folder, repo_id)
 
@@ -174,23 +145,25 @@ def test_every_task_folder_arrives_byte_identical_in_a_pull_request(hub: FakeHub
     assert f"push: opened pull request #1: {hub.url}/org/fill-mask/discussions/1" in push.lines
 
 
-def test_the_pushed_pull_request_downloads_and_loads_in_transformers(hub: FakeHub, push: Pusher, folders) -> None:
+def test_the_pushed_pull_request_downloads_and_loads_in_transformers(
+    hub: FakeHub, push: Pusher, converted_folders
+) -> None:
     from huggingface_hub import snapshot_download
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    push(folders["text-classification"], "org/classifier")
+    push(converted_folders["text-classification"], "org/classifier")
     local = Path(snapshot_download("org/classifier", revision="refs/pr/1", token=WRITE, endpoint=hub.url))
 
     assert {p.name: p.read_bytes() for p in local.iterdir() if p.is_file()} == {
-        p.name: p.read_bytes() for p in folders["text-classification"].iterdir()
+        p.name: p.read_bytes() for p in converted_folders["text-classification"].iterdir()
     } | {".gitattributes": (local / ".gitattributes").read_bytes()}
     model = AutoModelForSequenceClassification.from_pretrained(local)
     tokenizer = AutoTokenizer.from_pretrained(local)
     assert model(**tokenizer("a long document", return_tensors="pt")).logits.shape == (1, 3)
 
 
-def test_the_log_says_what_is_uploaded_and_where(hub: FakeHub, push: Pusher, folders) -> None:
-    folder = folders["question-answering"]
+def test_the_log_says_what_is_uploaded_and_where(hub: FakeHub, push: Pusher, converted_folders) -> None:
+    folder = converted_folders["question-answering"]
     size = sum(p.stat().st_size for p in folder.iterdir())
     from longformer_action.progress import human_bytes
 
@@ -206,7 +179,7 @@ def test_the_log_says_what_is_uploaded_and_where(hub: FakeHub, push: Pusher, fol
 
 
 def test_in_github_actions_the_description_links_the_run_and_the_title_can_be_replaced(
-    hub: FakeHub, push: Pusher, folders, monkeypatch: pytest.MonkeyPatch
+    hub: FakeHub, push: Pusher, converted_folders, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     environ = {
         "GITHUB_ACTIONS": "true",
@@ -218,7 +191,7 @@ def test_in_github_actions_the_description_links_the_run_and_the_title_can_be_re
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
 
-    result = push(folders["fill-mask"], "org/mlm", commit_message="Nightly fill-mask model")
+    result = push(converted_folders["fill-mask"], "org/mlm", commit_message="Nightly fill-mask model")
 
     commit = hub.repos["org/mlm"].commits[result.commit_oid]
     assert commit.title == "Nightly fill-mask model" == result.title
@@ -228,34 +201,34 @@ def test_in_github_actions_the_description_links_the_run_and_the_title_can_be_re
     assert "source SHA-256" in commit.description, "--commit-message replaces the title only"
 
 
-def test_a_long_checkpoint_name_keeps_the_title_within_the_hubs_limit(folders, tmp_path: Path) -> None:
-    checked = verify_folder(folders["text-classification"])
+def test_a_long_checkpoint_name_keeps_the_title_within_the_hubs_limit(converted_folders, tmp_path: Path) -> None:
+    checked = verify_folder(converted_folders["text-classification"])
     long = {**checked.report, "source": {**checked.report["source"], "path": "/x/" + "epoch=3-" * 40 + ".ckpt"}}
     message = commit_message(type(checked)(checked.folder, checked.files, long), environ={})
     assert len(message.title) <= TITLE_LIMIT and message.title.startswith("Upload LongformerForSequence")
 
 
-def test_private_repositories(hub: FakeHub, push: Pusher, folders) -> None:
-    push(folders["token-classification"], "org/private-tagger", private=True)
+def test_private_repositories(hub: FakeHub, push: Pusher, converted_folders) -> None:
+    push(converted_folders["token-classification"], "org/private-tagger", private=True)
     assert hub.repos["org/private-tagger"].private
     assert "push: created private repository org/private-tagger" in push.lines
 
-    push(folders["token-classification"], "org/public-tagger", create_pr=False)
-    push(folders["multiple-choice"], "org/public-tagger", private=True, create_pr=False)
+    push(converted_folders["token-classification"], "org/public-tagger", create_pr=False)
+    push(converted_folders["multiple-choice"], "org/public-tagger", private=True, create_pr=False)
     assert not hub.repos["org/public-tagger"].private
     assert "Warning: org/public-tagger exists and is public: --private applies to a new repository only" in push.lines
 
 
 def test_files_of_an_earlier_upload_that_the_folder_does_not_hold_are_removed(
-    hub: FakeHub, push: Pusher, folders
+    hub: FakeHub, push: Pusher, converted_folders
 ) -> None:
-    push(folders["text2text-generation"], "org/model", create_pr=False)
+    push(converted_folders["text2text-generation"], "org/model", create_pr=False)
     assert "generation_config.json" in hub.repos["org/model"].names()
 
-    result = push(folders["text-classification"], "org/model")
+    result = push(converted_folders["text-classification"], "org/model")
 
     assert result.removed == ("generation_config.json",)
-    assert arrived(hub, "org/model", "refs/pr/1") == listed(folders["text-classification"])
+    assert arrived(hub, "org/model", "refs/pr/1") == listed(converted_folders["text-classification"])
     assert "push: the commit removes 1 file(s) the folder does not hold: generation_config.json" in push.lines
     description = hub.repos["org/model"].pull_requests[0].description
     assert "- removed (not in the converted folder): `generation_config.json`" in description
@@ -264,9 +237,9 @@ def test_files_of_an_earlier_upload_that_the_folder_does_not_hold_are_removed(
 # -- pushing again --------------------------------------------------------------------------------------------------
 
 
-def test_the_same_pull_request_is_not_opened_twice(hub: FakeHub, push: Pusher, folders) -> None:
-    first = push(folders["question-answering"], "org/qa")
-    again = push(folders["question-answering"], "org/qa")
+def test_the_same_pull_request_is_not_opened_twice(hub: FakeHub, push: Pusher, converted_folders) -> None:
+    first = push(converted_folders["question-answering"], "org/qa")
+    again = push(converted_folders["question-answering"], "org/qa")
 
     repo = hub.repos["org/qa"]
     assert [pr.num for pr in repo.pull_requests] == [1] and len(hub.calls("commit")) == 1
@@ -278,10 +251,10 @@ def test_the_same_pull_request_is_not_opened_twice(hub: FakeHub, push: Pusher, f
     )
 
 
-def test_the_same_commit_is_not_made_twice_on_a_branch(hub: FakeHub, push: Pusher, folders) -> None:
-    first = push(folders["question-answering"], "org/qa", create_pr=False)
-    again = push(folders["question-answering"], "org/qa", create_pr=False)
-    as_pr = push(folders["question-answering"], "org/qa")
+def test_the_same_commit_is_not_made_twice_on_a_branch(hub: FakeHub, push: Pusher, converted_folders) -> None:
+    first = push(converted_folders["question-answering"], "org/qa", create_pr=False)
+    again = push(converted_folders["question-answering"], "org/qa", create_pr=False)
+    as_pr = push(converted_folders["question-answering"], "org/qa")
 
     repo = hub.repos["org/qa"]
     assert len(repo.history()) == 2 and not repo.pull_requests and len(hub.calls("commit")) == 1
@@ -291,9 +264,9 @@ def test_the_same_commit_is_not_made_twice_on_a_branch(hub: FakeHub, push: Pushe
     assert push.lines[-1] == f"push: no new commit: the folder's files are already on main at {first.commit_oid}"
 
 
-def test_a_changed_folder_is_proposed_again(hub: FakeHub, push: Pusher, folders) -> None:
-    push(folders["question-answering"], "org/qa")
-    second = push(folders["text-classification"], "org/qa")
+def test_a_changed_folder_is_proposed_again(hub: FakeHub, push: Pusher, converted_folders) -> None:
+    push(converted_folders["question-answering"], "org/qa")
+    second = push(converted_folders["text-classification"], "org/qa")
     assert second.new_commit and second.pr_num == 2
 
 
@@ -315,7 +288,7 @@ def test_a_changed_folder_is_proposed_again(hub: FakeHub, push: Pusher, folders)
 def test_a_transient_failure_is_retried_and_logged(
     hub: FakeHub,
     push: Pusher,
-    folders,
+    converted_folders,
     endpoint: str,
     status: int,
     retry_after: int | None,
@@ -324,20 +297,20 @@ def test_a_transient_failure_is_retried_and_logged(
 ) -> None:
     hub.inject(endpoint, status, retry_after=retry_after)
 
-    result = push(folders["text-classification"], "org/retried")
+    result = push(converted_folders["text-classification"], "org/retried")
 
     answered = 404 if endpoint == "repo-info" else 200  # the repository is new: the retry learns it is missing
     assert [r.status for r in hub.calls(endpoint)][:2] == [status, answered]
     assert push.sleeps == [waited]
     assert f"push: the Hub answered {status} to {what}; retrying in {waited:g} s (attempt 2 of 4)" in push.lines
     assert result.pr_num == 1 and [pr.num for pr in hub.repos["org/retried"].pull_requests] == [1]
-    assert arrived(hub, "org/retried", "refs/pr/1") == listed(folders["text-classification"])
+    assert arrived(hub, "org/retried", "refs/pr/1") == listed(converted_folders["text-classification"])
 
 
-def test_a_dropped_connection_is_retried(hub: FakeHub, push: Pusher, folders) -> None:
+def test_a_dropped_connection_is_retried(hub: FakeHub, push: Pusher, converted_folders) -> None:
     hub.inject("commit", drop=True)
 
-    result = push(folders["text-classification"], "org/dropped")
+    result = push(converted_folders["text-classification"], "org/dropped")
 
     assert result.new_commit and len(hub.repos["org/dropped"].pull_requests) == 1
     assert "push: the connection failed (RemoteProtocolError) to the commit; retrying in 2 s (attempt 2 of 4)" in (
@@ -348,14 +321,14 @@ def test_a_dropped_connection_is_retried(hub: FakeHub, push: Pusher, folders) ->
 @pytest.mark.parametrize("create_pr", [True, False], ids=["pull-request", "branch"])
 @pytest.mark.parametrize("fault", ["lost", "500-after-commit"])
 def test_a_commit_whose_answer_was_lost_is_not_made_twice(
-    hub: FakeHub, push: Pusher, folders, create_pr: bool, fault: str
+    hub: FakeHub, push: Pusher, converted_folders, create_pr: bool, fault: str
 ) -> None:
     if fault == "lost":
         hub.inject("commit", drop=True, after_handling=True)
     else:
         hub.inject("commit", 500, after_handling=True)
 
-    result = push(folders["fill-mask"], "org/lost", create_pr=create_pr)
+    result = push(converted_folders["fill-mask"], "org/lost", create_pr=create_pr)
 
     repo = hub.repos["org/lost"]
     assert len(hub.calls("commit")) == 1, "the comparison found the commit: it was not sent again"
@@ -363,17 +336,17 @@ def test_a_commit_whose_answer_was_lost_is_not_made_twice(
     assert "push: the commit's answer was lost, but the Hub holds the files: the commit was made" in push.lines
     if create_pr:
         assert [pr.num for pr in repo.pull_requests] == [1] and result.pr_num == 1
-        assert arrived(hub, "org/lost", "refs/pr/1") == listed(folders["fill-mask"])
+        assert arrived(hub, "org/lost", "refs/pr/1") == listed(converted_folders["fill-mask"])
     else:
         assert len(repo.history()) == 2 and result.commit_oid == repo.refs["main"] and not repo.pull_requests
-        assert arrived(hub, "org/lost", "main") == listed(folders["fill-mask"])
+        assert arrived(hub, "org/lost", "main") == listed(converted_folders["fill-mask"])
 
 
-def test_a_failure_that_persists_ends_in_one_error(hub: FakeHub, push: Pusher, folders) -> None:
+def test_a_failure_that_persists_ends_in_one_error(hub: FakeHub, push: Pusher, converted_folders) -> None:
     hub.inject("commit", 503, times=10)
 
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], "org/down")
+        push(converted_folders["text-classification"], "org/down")
 
     assert push.sleeps == [2.0, 4.0, 8.0] and len(hub.calls("commit")) == 4
     assert str(failed.value).startswith("the Hub answered 503 while opening the pull request, 4 times")
@@ -381,11 +354,11 @@ def test_a_failure_that_persists_ends_in_one_error(hub: FakeHub, push: Pusher, f
     assert not hub.repos["org/down"].pull_requests
 
 
-def test_a_retry_after_beyond_a_minute_is_not_waited_for(hub: FakeHub, push: Pusher, folders) -> None:
+def test_a_retry_after_beyond_a_minute_is_not_waited_for(hub: FakeHub, push: Pusher, converted_folders) -> None:
     hub.inject("commit", 429, retry_after=3600)
 
     with pytest.raises(PushError, match="the Hub answered 429 while opening the pull request"):
-        push(folders["text-classification"], "org/limited")
+        push(converted_folders["text-classification"], "org/limited")
 
     assert push.sleeps == [] and len(hub.calls("commit")) == 1
 
@@ -393,9 +366,9 @@ def test_a_retry_after_beyond_a_minute_is_not_waited_for(hub: FakeHub, push: Pus
 # -- refusals from the Hub ------------------------------------------------------------------------------------------
 
 
-def test_an_invalid_token_is_a_401_naming_the_scope(hub: FakeHub, push: Pusher, folders) -> None:
+def test_an_invalid_token_is_a_401_naming_the_scope(hub: FakeHub, push: Pusher, converted_folders) -> None:
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], "org/x", token=UNKNOWN)
+        push(converted_folders["text-classification"], "org/x", token=UNKNOWN)
 
     message = str(failed.value)
     assert message.startswith("the Hub refused HF_TOKEN while reading the repository (401: Invalid credentials")
@@ -406,11 +379,11 @@ def test_an_invalid_token_is_a_401_naming_the_scope(hub: FakeHub, push: Pusher, 
     assert "org/x" not in hub.repos
 
 
-def test_a_read_token_is_a_403_naming_the_scope(hub: FakeHub, push: Pusher, folders) -> None:
-    push(folders["text-classification"], "org/x", create_pr=False)
+def test_a_read_token_is_a_403_naming_the_scope(hub: FakeHub, push: Pusher, converted_folders) -> None:
+    push(converted_folders["text-classification"], "org/x", create_pr=False)
 
     with pytest.raises(PushError) as failed:
-        push(folders["fill-mask"], "org/x", token=READ)
+        push(converted_folders["fill-mask"], "org/x", token=READ)
 
     assert str(failed.value) == (
         "HF_TOKEN is a read token of alice: it may not write to org/x. Set HF_TOKEN to a token with write access to "
@@ -419,9 +392,9 @@ def test_a_read_token_is_a_403_naming_the_scope(hub: FakeHub, push: Pusher, fold
     assert not hub.repos["org/x"].pull_requests and len(hub.repos["org/x"].history()) == 2
 
 
-def test_a_namespace_the_user_may_not_create_in_is_a_403(hub: FakeHub, push: Pusher, folders) -> None:
+def test_a_namespace_the_user_may_not_create_in_is_a_403(hub: FakeHub, push: Pusher, converted_folders) -> None:
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], "org/x", token=BOB)
+        push(converted_folders["text-classification"], "org/x", token=BOB)
 
     assert str(failed.value).startswith(
         "HF_TOKEN's user bob may not write to org (creating the repository: You don't have the rights to create a "
@@ -432,36 +405,40 @@ def test_a_namespace_the_user_may_not_create_in_is_a_403(hub: FakeHub, push: Pus
 
 
 def test_a_branch_the_user_may_not_commit_to_is_a_403_and_a_pull_request_is_the_way(
-    hub: FakeHub, push: Pusher, folders
+    hub: FakeHub, push: Pusher, converted_folders
 ) -> None:
-    push(folders["question-answering"], "org/shared", create_pr=False)
+    push(converted_folders["question-answering"], "org/shared", create_pr=False)
 
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], "org/shared", token=BOB, create_pr=False)
+        push(converted_folders["text-classification"], "org/shared", token=BOB, create_pr=False)
     assert str(failed.value).startswith("HF_TOKEN's user bob may not write to org (committing to main: Forbidden")
     assert str(failed.value).endswith("or a classic write token, or push as a pull request (--create-pr).")
 
-    proposed = push(folders["text-classification"], "org/shared", token=BOB)
+    proposed = push(converted_folders["text-classification"], "org/shared", token=BOB)
     assert proposed.pr_num == 1 and hub.repos["org/shared"].pull_requests[0].author == "bob"
 
 
-def test_a_missing_namespace_is_a_404_naming_the_rule(hub: FakeHub, push: Pusher, folders) -> None:
+def test_a_missing_namespace_is_a_404_naming_the_rule(hub: FakeHub, push: Pusher, converted_folders) -> None:
     hub.inject("create-repo", 404)
 
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], "nobody/x")
+        push(converted_folders["text-classification"], "nobody/x")
 
     assert str(failed.value).startswith("the Hub has no namespace nobody (")
     assert "OWNER must be your user name or an existing organisation: pass --repo-id OWNER/NAME" in str(failed.value)
 
 
-def test_a_taken_name_the_hub_does_not_show_is_not_said_to_be_created(hub: FakeHub, push: Pusher, folders) -> None:
-    push(folders["question-answering"], "org/Secret", create_pr=False)
+def test_a_taken_name_the_hub_does_not_show_is_not_said_to_be_created(
+    hub: FakeHub, push: Pusher, converted_folders
+) -> None:
+    push(converted_folders["question-answering"], "org/Secret", create_pr=False)
     push.log.seek(0)
     push.log.truncate()
 
     with pytest.raises(PushError) as failed:
-        push(folders["question-answering"], "org/secret")  # names ignore case: taken, yet not found under this one
+        push(
+            converted_folders["question-answering"], "org/secret"
+        )  # names ignore case: taken, yet not found under this one
 
     assert str(failed.value).startswith(
         "org/secret exists, but HF_TOKEN cannot read it (You already created this model repo): a private repository, "
@@ -470,9 +447,9 @@ def test_a_taken_name_the_hub_does_not_show_is_not_said_to_be_created(hub: FakeH
     assert "created" not in push.log.getvalue() and list(hub.repos) == ["org/Secret"]
 
 
-def test_a_missing_branch_is_one_error(hub: FakeHub, push: Pusher, folders) -> None:
+def test_a_missing_branch_is_one_error(hub: FakeHub, push: Pusher, converted_folders) -> None:
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], "org/x", revision="dev", create_pr=False)
+        push(converted_folders["text-classification"], "org/x", revision="dev", create_pr=False)
 
     assert str(failed.value) == (
         "org/x has no branch dev. Create it on the Hub first, or leave the revision unset to push to main "
@@ -492,10 +469,10 @@ def test_a_missing_branch_is_one_error(hub: FakeHub, push: Pusher, folders) -> N
     ],
 )
 def test_a_repository_name_the_hub_refuses_names_the_rule(
-    hub: FakeHub, push: Pusher, folders, repo_id: str, expected: str, requests: int
+    hub: FakeHub, push: Pusher, converted_folders, repo_id: str, expected: str, requests: int
 ) -> None:
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], repo_id)
+        push(converted_folders["text-classification"], repo_id)
 
     assert str(failed.value).startswith(expected)
     assert "letters, digits, '-', '_' and '.', at most 96 characters" in str(failed.value)
@@ -503,20 +480,20 @@ def test_a_repository_name_the_hub_refuses_names_the_rule(
 
 
 def test_a_name_the_hub_refuses_after_huggingface_hub_accepted_it_names_the_rule(
-    hub: FakeHub, push: Pusher, folders
+    hub: FakeHub, push: Pusher, converted_folders
 ) -> None:
     hub.inject("create-repo", 400)  # the Hub's rules may be stricter than the client's copy of them
 
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], "org/fine-for-the-client")
+        push(converted_folders["text-classification"], "org/fine-for-the-client")
 
     assert str(failed.value).startswith("the Hub refused the repository name 'org/fine-for-the-client' (Error)")
     assert "letters, digits, '-', '_' and '.', at most 96 characters" in str(failed.value)
 
 
-def test_no_token_names_hf_token_before_any_request(hub: FakeHub, push: Pusher, folders) -> None:
+def test_no_token_names_hf_token_before_any_request(hub: FakeHub, push: Pusher, converted_folders) -> None:
     with pytest.raises(PushError) as failed:
-        push(folders["text-classification"], "org/x", token=None)
+        push(converted_folders["text-classification"], "org/x", token=None)
 
     assert str(failed.value) == (
         "no Hugging Face token: HF_TOKEN is not set, and pushing to org/x needs one. Set HF_TOKEN to a token with "
@@ -528,8 +505,8 @@ def test_no_token_names_hf_token_before_any_request(hub: FakeHub, push: Pusher, 
 # -- refusals before any request ------------------------------------------------------------------------------------
 
 
-def test_a_checked_folder_lists_every_file(folders) -> None:
-    folder = folders["text2text-generation"]
+def test_a_checked_folder_lists_every_file(converted_folders) -> None:
+    folder = converted_folders["text2text-generation"]
     checked = verify_folder(folder)
     assert {f.path: f.sha256 for f in checked.files} == listed(folder)
     assert checked.total_bytes == sum(p.stat().st_size for p in folder.iterdir())
@@ -579,9 +556,9 @@ def tamper(folder: Path, how: str) -> None:
     ],
 )
 def test_an_unchecked_or_tampered_folder_is_refused_before_any_request(
-    hub: FakeHub, push: Pusher, folders, tmp_path: Path, how: str, expected: str, fix: str
+    hub: FakeHub, push: Pusher, converted_folders, tmp_path: Path, how: str, expected: str, fix: str
 ) -> None:
-    folder = copy(folders["text-classification"], tmp_path)
+    folder = copy(converted_folders["text-classification"], tmp_path)
     tamper(folder, how)
 
     with pytest.raises(PushError) as refused:
@@ -592,14 +569,16 @@ def test_an_unchecked_or_tampered_folder_is_refused_before_any_request(
     assert hub.requests == [] and not hub.repos
 
 
-def test_a_folder_converted_without_the_check_is_refused_naming_the_fix(hub: FakeHub, push: Pusher, unchecked) -> None:
+def test_a_folder_converted_without_the_check_is_refused_naming_the_fix(
+    hub: FakeHub, push: Pusher, unchecked_folder
+) -> None:
     with pytest.raises(PushError) as refused:
-        push(unchecked, "org/x")
+        push(unchecked_folder, "org/x")
 
     assert str(refused.value) == (
-        f"{unchecked} is not pushed: it was converted with --no-check: its report records no passed check. Convert "
-        "again without --no-check, so that the check's result is in the folder's report (longformer-convert verify "
-        "checks a folder against its checkpoint but does not change the folder)."
+        f"{unchecked_folder} is not pushed: it was converted with --no-check: its report records no passed check. "
+        "Convert again without --no-check, so that the check's result is in the folder's report "
+        "(longformer-convert verify checks a folder against its checkpoint but does not change the folder)."
     )
     assert hub.requests == []
 

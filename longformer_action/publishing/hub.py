@@ -85,7 +85,7 @@ def push_folder(
     token: str | None,
     endpoint: str | None = None,
     progress: Progress,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> PushResult:
     """Push a checked folder to ``repo_id``: a pull request by default, no commit when the files are there already.
 
@@ -100,7 +100,7 @@ def push_folder(
         token: a token with write access to OWNER (``HF_TOKEN``); never printed.
         endpoint: the Hub (default: huggingface_hub's, ``HF_ENDPOINT`` or https://huggingface.co).
         progress: where the log lines go (stderr).
-        sleep: waits between retries (tests pass a recorder).
+        sleep: waits between retries (default ``time.sleep``; tests pass a recorder).
 
     Returns:
         What the push did (``PushResult``).
@@ -120,7 +120,7 @@ def push_folder(
         token=token,
         endpoint=endpoint,
         progress=progress,
-        sleep=sleep,
+        sleep=sleep or time.sleep,
     )
     title = commit_message.strip() if commit_message else None
     return _Push(checked, client, private=private, title=title).run()
@@ -154,10 +154,10 @@ def check_push(
             "pass a branch as the revision, or --no-create-pr to push onto that pull request",
         )
     if commit_message is not None and (not commit_message.strip() or "\n" in commit_message.strip()):
-        raise PushError("--commit-message must be one line of text", "pass the title; the description is generated")
+        raise PushError("the commit message must be one line of text", "pass the title; the description is generated")
     if commit_message is not None and create_pr and len(commit_message.strip()) > TITLE_LIMIT:
         raise PushError(
-            f"--commit-message has {len(commit_message.strip())} characters; a pull request's title has at most "
+            f"the commit message has {len(commit_message.strip())} characters; a pull request's title has at most "
             f"{TITLE_LIMIT}",
             "shorten it",
         )
