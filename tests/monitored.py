@@ -8,6 +8,7 @@ is returned as plain data beside the folders.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,19 @@ def fit(base_model: Path, root: Path) -> dict[str, Any]:
         "acc_top_k": {Path(p).name: s.item() for p, s in by_acc.best_k_models.items()},
         "loss_best_score": by_loss.best_model_score.item(),
     }
+
+
+def named_score(path: Path) -> float:
+    return float(re.search(r"val_acc=([0-9.]+)\.ckpt$", path.name)[1])  # type: ignore[index]
+
+
+def below_best(run: dict[str, Any]) -> Path:
+    """A file saved when its score was below the best so far (the rate is high enough for the accuracy to dip)."""
+    saved = sorted(run["acc"].glob("epoch=*.ckpt"), key=step_of)
+    dips = [p for i, p in enumerate(saved) if i and named_score(p) < max(named_score(q) for q in saved[:i])]
+    assert dips, f"the run's accuracy never dipped: {[named_score(p) for p in saved]}"
+    return dips[0]
+
+
+def step_of(path: Path) -> int:
+    return int(re.search(r"step=(\d+)", path.name)[1])  # type: ignore[index]

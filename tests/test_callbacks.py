@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-import re
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,29 +24,13 @@ from longformer_action.reading.callbacks import ModelCheckpointState, model_chec
 from longformer_action.reading.unpickling import Inert, load_tiers
 
 from .fake_hub import _model_index_errors
-from .monitored import EPOCHS
+from .monitored import EPOCHS, below_best, named_score, step_of
 
 
 def read(path: Path) -> dict[str, Any]:
     """The checkpoint dict as the converter reads it (weights-only, else the restricted unpickler)."""
     obj, _, _ = load_tiers(path, "zip", trust=False)
     return obj
-
-
-def named_score(path: Path) -> float:
-    return float(re.search(r"val_acc=([0-9.]+)\.ckpt$", path.name)[1])  # type: ignore[index]
-
-
-def below_best(run: dict[str, Any]) -> Path:
-    """A file saved when its score was below the best so far (the rate is high enough for the accuracy to dip)."""
-    saved = sorted(run["acc"].glob("epoch=*.ckpt"), key=step_of)
-    dips = [p for i, p in enumerate(saved) if i and named_score(p) < max(named_score(q) for q in saved[:i])]
-    assert dips, f"the run's accuracy never dipped: {[named_score(p) for p in saved]}"
-    return dips[0]
-
-
-def step_of(path: Path) -> int:
-    return int(re.search(r"step=(\d+)", path.name)[1])  # type: ignore[index]
 
 
 def by_monitor(states: list[ModelCheckpointState], monitor: str) -> ModelCheckpointState:
@@ -226,3 +210,26 @@ def test_placeholders_and_other_callbacks_are_not_scores() -> None:
 )
 def test_monitored_names_the_hub_knows(monitor: str | None, expected: KnownMetric | None) -> None:
     assert known_metric(monitor) == expected
+
+
+def test_inspect_shows_what_each_model_checkpoint_recorded(monitored_run, cli) -> None:
+    path = monitored_run["acc"] / "last.ckpt"
+
+    text = cli("inspect", "--checkpoint", path)
+    data = cli("inspect", "--checkpoint", path, "--json")
+
+    best = monitored_run["acc_best_score"]
+    (acc, loss) = json.loads(data.stdout)["model_checkpoints"]
+    assert acc == {
+        "callback": "ModelCheckpoint",
+        "monitor": "val_acc",
+        "mode": "max",
+        "best_score": best,
+        "best_model_path": monitored_run["acc_best_name"],
+        "file_score": pytest.approx(named_score(max(monitored_run["acc"].glob("epoch=*.ckpt"), key=step_of)), abs=5e-5),
+    }
+    assert (loss["monitor"], loss["mode"]) == ("val_loss", "min") and loss["best_score"] is not None
+    assert (
+        f"monitored:     val_acc (max) by ModelCheckpoint: best {best:.4g} ({monitored_run['acc_best_name']}), this "
+        f"file's weights {acc['file_score']:.4g}" in text.stdout
+    )

@@ -32,6 +32,7 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
         "global_step": ckpt.global_step,
         "top_level_keys": ckpt.top_level_keys,
         "hyper_parameters": ckpt.hyper_parameters,
+        "model_checkpoints": [state.to_dict() for state in ckpt.model_checkpoints],
         "tensors": len(tensors),
         "parameters": sum(int(t.numel()) for t in tensors.values()),
         "dtypes": dict(Counter(str(t.dtype).removeprefix("torch.") for t in tensors.values())),
@@ -97,6 +98,14 @@ def describe(info: dict[str, Any]) -> str:
         f"bytes:         {human_bytes(info['weight_bytes'])} of weights in {human_bytes(info['file_bytes'])} "
         f"({human_bytes(info['other_bytes'])} optimizer state and other data)",
     ]
+    for m in info["model_checkpoints"]:
+        if m["monitor"] is not None or m["best_score"] is not None:
+            mode = f" ({m['mode']})" if m["mode"] else ""
+            lines.append(
+                f"monitored:     {m['monitor'] or 'a metric not named'}{mode} by {m['callback']}: best "
+                f"{_score(m['best_score'])} ({m['best_model_path'] or 'n/a'}), this file's weights "
+                f"{_score(m['file_score'])}"
+            )
     if info["placeholders"]:
         lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
     if info.get("copies"):
@@ -128,3 +137,7 @@ def describe(info: dict[str, Any]) -> str:
             lines.append(f"readings:      {readings}; or a head no transformers class computes (feature-extraction)")
         lines.append(f"task:          not decided: {info['layout_error']}")
     return "\n".join(lines)
+
+
+def _score(value: float | None) -> str:
+    return "not recorded" if value is None else f"{value:.4g}"

@@ -57,6 +57,17 @@ class ModelCheckpointState:
     file_score: float | None = None
     top_k: tuple[tuple[str, float], ...] = field(default=(), repr=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The state as the report and ``inspect --json`` show it (``top_k`` left out)."""
+        return {
+            "callback": self.callback,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best_score": self.best_score,
+            "best_model_path": self.best_model_path,
+            "file_score": self.file_score,
+        }
+
 
 def model_checkpoint_states(
     checkpoint: Mapping[str, Any], *, file_name: str | None = None
