@@ -15,6 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+#: Workflows only the act tests run (tests/act/), checked the same way
+ACT_WORKFLOWS = sorted((ROOT / "tests" / "act").glob("*.yml"))
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 BIN = Path(sys.executable).parent
 
@@ -41,19 +43,19 @@ def test_action_against_github_schema():
 
 @pytest.mark.parametrize("schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"])
 def test_workflows_against_github_schema(schema):
-    result = _run(_tool("check-jsonschema"), "--builtin-schema", schema, *WORKFLOWS)
+    result = _run(_tool("check-jsonschema"), "--builtin-schema", schema, *WORKFLOWS, *ACT_WORKFLOWS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _actionlint(cwd: Path) -> list[dict]:
-    result = _run(_tool("actionlint"), "-format", "{{json .}}", cwd=cwd)
+def _actionlint(cwd: Path, *files: Path) -> list[dict]:
+    result = _run(_tool("actionlint"), "-format", "{{json .}}", *files, cwd=cwd)
     assert result.returncode in (0, 1), result.stderr
     return json.loads(result.stdout or "[]")
 
 
 def test_actionlint_finds_nothing():
     _tool("shellcheck")  # actionlint runs it on every run: script when it is on PATH
-    findings = _actionlint(ROOT)
+    findings = _actionlint(ROOT) + _actionlint(ROOT, *ACT_WORKFLOWS)
     assert findings == [], "\n".join(f"{f['filepath']}:{f['line']}: {f['message']}" for f in findings)
 
 
