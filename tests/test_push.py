@@ -278,15 +278,18 @@ def test_convert_says_the_folder_stays_when_the_hub_refuses(
 ) -> None:
     out = tmp_path / "model"
     checkpoint = task_checkpoints["text-classification"][0]
+    hub.inject("create-repo", 404)
 
     result = cli(
         "convert", "--checkpoint", checkpoint, "--base-model", base_model, "--output", out,
-        "--push-to-hub", "org/x", env={"HF_TOKEN": READ},
+        "--push-to-hub", "nobody/x", env={"HF_TOKEN": WRITE},
     )  # fmt: skip
 
     line = one_error_line(result)
     assert result.exit_code == 1 and (out / CHECKSUMS_NAME).is_file(), "the checked folder stays"
+    assert line.startswith("Error: the Hub has no namespace nobody (")
+    assert "OWNER must be your user name or an existing organisation: pass --push-to-hub OWNER/NAME" in line
     assert (
         f"the checked folder is in place at {out}, so the push alone can be run again: longformer-convert push " in line
     )
-    assert f"--model {out} --repo-id org/x." in line
+    assert line.endswith(f"--model {out} --repo-id nobody/x."), "convert's names in the fix, push's in the command"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,18 @@ class PushOptions:
     token: str | None = dataclasses.field(default=None, repr=False)
 
     def check(self) -> None:
-        """Refuse, before any work, what no request could fix: a bad name, no token, a bad title (``PushError``)."""
-        check_push(
-            self.repo_id,
-            revision=self.revision,
-            create_pr=self.create_pr,
-            commit_message=self.commit_message,
-            token=self.token,
-        )
+        """Refuse, before any work, what no request could fix: a bad name, no token, a bad title (``PushError``,
+        its fix in ``convert``'s option names: this runs before ``convert --push-to-hub`` converts)."""
+        try:
+            check_push(
+                self.repo_id,
+                revision=self.revision,
+                create_pr=self.create_pr,
+                commit_message=self.commit_message,
+                token=self.token,
+            )
+        except PushError as exc:
+            raise PushError(exc.message, _convert_names(exc.hint)) from None
 
 
 def push(model_dir: Path, options: PushOptions, progress: Progress) -> dict[str, Any]:
@@ -71,10 +76,28 @@ def push_after_convert(output: Path, options: PushOptions, progress: Progress) -
         again = f"longformer-convert push --model {output} --repo-id {options.repo_id}"
         raise PushError(
             exc.message,
-            f"{exc.hint}; the checked folder is in place at {output}, so the push alone can be run again: {again}"
+            f"{_convert_names(exc.hint)}; the checked folder is in place at {output}, so the push alone can be run "
+            f"again: {again}"
             if exc.hint
             else f"the checked folder is in place at {output}: push it with {again}",
         ) from None
+
+
+#: ``push``'s options as ``convert`` names them (its own ``--revision`` is the base model's).
+_CONVERT_NAMES = {
+    "--repo-id": "--push-to-hub",
+    "--revision": "--hub-revision",
+    "--create-pr": "--hub-create-pr",
+    "--no-create-pr": "--no-hub-create-pr",
+    "--private": "--hub-private",
+    "--commit-message": "--hub-commit-message",
+}
+_PUSH_OPTION = re.compile("|".join(re.escape(name) + r"\b" for name in sorted(_CONVERT_NAMES, key=len, reverse=True)))
+
+
+def _convert_names(hint: str | None) -> str | None:
+    # a fix that names push's options, for a push that convert --push-to-hub made
+    return None if hint is None else _PUSH_OPTION.sub(lambda m: _CONVERT_NAMES[m.group(0)], hint)
 
 
 def hub_outputs(result: dict[str, Any]) -> dict[str, str]:
