@@ -201,14 +201,15 @@ def _host_address() -> str:
 def test_the_action_pushes_to_the_hub_and_links_the_pull_request(tmp_path: Path) -> None:
     from .fake_hub import FakeHub
 
-    token = "hf_act_write_Lw58pN"
+    token, read_token = "hf_act_write_Lw58pN", "hf_act_read_Qz27vK"
     hub = FakeHub()
     hub.add_token(token, user="alice", orgs=("org",))
+    hub.add_token(read_token, user="bob")
     host = _host_address()
     with hub.running(host=host, cdn_host=host):
-        status, log, _, _ = _act(
-            tmp_path, "tests/act/hub-push.yml", "--var", f"HF_ENDPOINT={hub.url}", "--secret", f"HF_WRITE_TOKEN={token}"
-        )
+        secrets = ("--secret", f"HF_WRITE_TOKEN={token}", "--secret", f"HF_READ_TOKEN={read_token}")
+        endpoint = ("--var", f"HF_ENDPOINT={hub.url}")
+        status, log, artifacts, _ = _act(tmp_path, "tests/act/hub-push.yml", *endpoint, *secrets)
     lines = [line for line in log.splitlines() if line.startswith("[hub-push/")]
     text = "\n".join(lines)
     assert status == 0, text[-6000:]
@@ -229,5 +230,11 @@ def test_the_action_pushes_to_the_hub_and_links_the_pull_request(tmp_path: Path)
     report = json.loads(on_hub["conversion-report.json"])
     assert f"source SHA-256: `{report['source']['sha256']}`" in pr.description
     assert re.search(r"- workflow run: \S+/actions/runs/\d+", pr.description), pr.description
-    assert token not in log, "the token is in no line of the log"
+    assert token not in log and read_token not in log, "the tokens are in no line of the log"
     assert hub.token_leaks(token) == [] and hub.stored_leaks(token) == []
+    # the refused push: its step failed, the Hub holds nothing more, and the checked folder is the job's artifact
+    assert "refused outcome=failure" in text
+    assert re.search(r"Error: .*(403|write access)", text), text[-4000:]
+    assert len(repo.pull_requests) == 1 and repo.refs["refs/pr/1"] == head
+    refused = {Path(f).name for f in _artifact_files(artifacts, "refused-push")}
+    assert {"config.json", "model.safetensors", "SHA256SUMS", "conversion-report.json"} <= refused

@@ -195,9 +195,23 @@ def test_the_attest_step_signs_the_folders_checksums_when_asked():
     assert attest["uses"] == "actions/attest@1e69f48acb82d1966a394da916b4c1698aa569d6"
     line = next(line for line in (ROOT / "action.yml").read_text().splitlines() if "actions/attest@" in line)
     assert line.endswith("# v4.2.2"), "pinned by commit with its version, like the artifact actions"
-    assert attest["if"] == "steps.plan.outputs.attest == 'true'", "no status function: it runs after a success only"
+    # once the folder is converted and checked, even when the push after it was refused; never after a cancel
+    assert attest["if"] == (
+        "${{ !cancelled() && steps.plan.outputs.attest == 'true' && steps.convert.outputs.converted == 'true' }}"
+    )
     assert attest["with"] == {"subject-checksums": "${{ steps.plan.outputs.checksums }}"}, "provenance, no predicate"
     assert steps.index(attest) > steps.index(next(s for s in steps if s.get("id") == "convert"))
+
+
+def test_the_upload_keeps_the_checked_folder_when_the_push_is_refused():
+    upload = _step("actions/upload-artifact@")
+    assert upload["if"] == (
+        "${{ !cancelled() && steps.plan.outputs.upload == 'true' && steps.convert.outputs.converted == 'true' }}"
+    )
+    # the convert step says the folder is in place only after the conversion's own exit status 0, before the push
+    run = next(s for s in ACTION["runs"]["steps"] if s.get("id") == "convert")["run"]
+    converted = run.index('[[ $status != 0 ]] || echo "converted=true" >> "$GITHUB_OUTPUT"')
+    assert run.index('run_image "${args[@]}"') < converted < run.index("push=(push --model")
 
 
 def _readme_workflow(heading: str) -> dict:
