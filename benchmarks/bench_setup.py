@@ -149,7 +149,7 @@ def run_path(name: str, repo: Path, env: dict[str, str], folder: Path) -> dict[s
     if result.returncode != 0:
         raise SystemExit(f"{name}: act failed (exit {result.returncode}); log: {folder / 'act.log'}")
     setup = re.search(r"\|\s*image: (Pulled|Built from the action's Dockerfile) (\S+) in ([\d.]+) s", text)
-    convert = re.search(r"Success - Main Convert and check \[([\d.]+)(m?s)\]", text)
+    convert = re.search(r"Success - Main Convert, check and push \[([\d.]+)(m?s)\]", text)
     assert setup, f"{name}: no image line in the log"
     convert_s = float(convert.group(1)) / (1000 if convert and convert.group(2) == "ms" else 1) if convert else -1.0
     return {"path": setup.group(1).split()[0].lower(), "image": setup.group(2), "setup_s": float(setup.group(3)),

@@ -1,4 +1,4 @@
-"""``longformer-convert``: convert, verify, inspect, demo. Parse the options, then call ``commands``.
+"""``longformer-convert``: convert, verify, inspect, push, demo. Parse the options, then call ``commands``.
 
 torch is imported by the commands, so that ``--help`` is instant."""
 
@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .cancel import run_cancellable
 from .commands.run import bugs_as_errors, run_command
 from .options import (
     LABELS,
+    REPO_ID,
     SIZE,
     adapter_option,
     atol_option,
@@ -29,6 +31,7 @@ from .options import (
     needs_trust,
     not_current_folder,
     prefix_option,
+    push_options,
     report_option,
     trust_option,
 )
@@ -41,7 +44,7 @@ def main() -> None:
     """Turn a PyTorch Lightning checkpoint of a Longformer model (question answering, text or token
     classification, multiple choice, masked LM, or the encoder alone) or of an LED model
     (summarization) into a Hugging Face transformers folder, and prove with a forward pass that it
-    computes what the checkpoint computed."""
+    computes what the checkpoint computed; push the checked folder to the Hugging Face Hub."""
 
 
 @main.command()
@@ -117,19 +120,56 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
 @trust_option
 @module_option
+@click.option(
+    "--push-to-hub",
+    type=REPO_ID,
+    default=None,
+    metavar="OWNER/NAME",
+    help="Once the check passed and the folder is in place, push it to this Hugging Face Hub repository (created "
+    "when missing), as a pull request unless --no-hub-create-pr; HF_TOKEN must have write access to OWNER.",
+)
+@push_options("hub-")
 @debug_option
 def convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None:
-    """Convert a checkpoint into a checked Hugging Face folder."""
+    """Convert a checkpoint into a checked Hugging Face folder (and push it to the Hub with --push-to-hub)."""
     needs_trust(options)
-    run_cancellable(lambda: _convert(checkpoint, output, debug, **options))
+    push = _hub_options(options)
+    if push is not None and not options["check"]:
+        raise click.UsageError("--push-to-hub pushes a checked folder only: leave out --no-check")
+    run_cancellable(lambda: _convert(checkpoint, output, debug, push, **options))
 
 
-def _convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> None:
+def _hub_options(options: dict[str, Any]) -> dict[str, Any] | None:
+    # convert's --hub-* options, taken out of the conversion's; without --push-to-hub they mean nothing
+    hub = {name.removeprefix("hub_"): options.pop(name) for name in list(options) if name.startswith("hub_")}
+    repo_id = options.pop("push_to_hub")
+    if repo_id is not None:
+        return {"repo_id": repo_id, **hub}
+    ctx = click.get_current_context()
+    given = [
+        "/".join(p.opts + p.secondary_opts)
+        for p in ctx.command.params
+        if p.name and p.name.startswith("hub_") and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} applies to a push: add --push-to-hub OWNER/NAME")
+    return None
+
+
+def _convert(checkpoint: Path, output: Path, debug: bool, hub: dict[str, Any] | None, **options: Any) -> None:
     from .commands.convert import ConvertOptions
     from .commands.convert import convert as run
+    from .commands.push import PushOptions, hub_outputs, push_after_convert
 
     token = os.environ.get("HF_TOKEN") or None
     opts = ConvertOptions(token=token, **options)
+    push = PushOptions(token=token, **hub) if hub is not None else None
+
+    def work(progress: Any) -> dict[str, Any]:
+        if push is not None:
+            push.check()  # before any work: a push that cannot be made stops the run before the conversion
+        report = run(checkpoint, output, opts, progress)
+        return report if push is None else report | push_after_convert(output, push, progress)
 
     def outputs(report: dict[str, Any]) -> dict[str, str]:
         check = report.get("check") or {}
@@ -137,10 +177,10 @@ def _convert(checkpoint: Path, output: Path, debug: bool, **options: Any) -> Non
             "model-dir": str(output),
             "report": str(output / "conversion-report.json"),
             "max-abs-diff": f"{check['max_abs_diff']:.6g}" if check else "",
-        }
+        } | (hub_outputs(report) if push is not None else {})
 
     run_command(
-        lambda progress: run(checkpoint, output, opts, progress),
+        work,
         outputs=outputs,
         owned=[output, opts.report],
         command="convert",
@@ -210,6 +250,47 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(describe(info))
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The folder convert wrote: pushed only when its conversion-report.json says the check passed and its "
+    "SHA256SUMS verifies.",
+)
+@click.option(
+    "--repo-id",
+    required=True,
+    type=REPO_ID,
+    metavar="OWNER/NAME",
+    help="The Hugging Face Hub repository (a user's or an organisation's); created when missing.",
+)
+@push_options()
+@debug_option
+def push(model_dir: Path, repo_id: str, debug: bool, **options: Any) -> None:
+    """Push a checked folder to the Hugging Face Hub, as a pull request by default.
+
+    HF_TOKEN must have write access to OWNER. Pushing the same folder again makes no new commit and says so."""
+    run_cancellable(lambda: _push(model_dir, repo_id, debug, **options))
+
+
+def _push(model_dir: Path, repo_id: str, debug: bool, **options: Any) -> None:
+    from .commands.push import PushOptions, hub_outputs
+    from .commands.push import push as run
+    from .publishing.summary import push_summary
+
+    opts = PushOptions(repo_id=repo_id, token=os.environ.get("HF_TOKEN") or None, **options)
+    run_command(
+        lambda progress: run(model_dir, opts, progress),
+        outputs=hub_outputs,
+        summary=push_summary,
+        owned=[],
+        command="push",
+        debug=debug,
+    )
 
 
 @main.command()

@@ -83,6 +83,12 @@ class CheckFailed(ConversionError):
     report: dict | None = None
 
 
+class PushError(ConversionError):
+    """The folder may not go to the Hub (not checked, changed since), or the Hub refused it."""
+
+    stage = "push"
+
+
 #: The package whose metadata names the issue tracker (``[project.urls] Issues`` in pyproject.toml).
 PACKAGE = "longformer-convert-action"
 

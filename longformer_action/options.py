@@ -188,3 +188,64 @@ adapter_option = click.option(
     help="peft's adapter_config.json (or the folder holding it) of the LoRA adapters in the checkpoint: they are "
     "merged as peft merges them, and checked against the unmerged adapter model.",
 )
+
+
+class RepoId(click.ParamType):
+    """A Hub repository, ``OWNER/NAME``: one slash, neither side empty (the Hub's own name rules are checked by
+    huggingface_hub before any request)."""
+
+    name = "repo_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        if text.count("/") != 1 or not all(text.split("/")):
+            self.fail(f"'{value}' is not OWNER/NAME; write it like my-org/longformer-qa", param, ctx)
+        return text
+
+
+REPO_ID = RepoId()
+
+
+def push_options(prefix: str = "") -> Any:
+    """The push's options, shared by ``push`` and ``convert --push-to-hub``.
+
+    ``push`` names them ``--revision``, ``--create-pr/--no-create-pr``, ``--private`` and ``--commit-message``;
+    ``convert`` (``prefix="hub-"``) ``--hub-revision`` ..., since its ``--revision`` is the base model's.
+    """
+    flag = f"--{prefix}"
+    negative = f"--no-{prefix}"
+    options = [
+        click.option(
+            f"{flag}revision",
+            default=None,
+            metavar="BRANCH",
+            help="The branch the pull request targets, or that the commit goes to with "
+            f"{negative}create-pr (default main); with {negative}create-pr also an open pull request's refs/pr/N.",
+        ),
+        click.option(
+            f"{flag}create-pr/{negative}create-pr",
+            default=True,
+            show_default=True,
+            help="Open a pull request on the Hub for a person to review and merge; "
+            f"{negative}create-pr commits to the branch directly.",
+        ),
+        click.option(
+            f"{flag}private",
+            is_flag=True,
+            help="Create the repository private when it does not exist (an existing one keeps its visibility).",
+        ),
+        click.option(
+            f"{flag}commit-message",
+            default=None,
+            metavar="TEXT",
+            help="The commit's (and pull request's) title instead of the generated one; the description keeps the "
+            "provenance: the checkpoint and its SHA-256, the task, the check's result, the workflow run.",
+        ),
+    ]
+
+    def decorate(function: Any) -> Any:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate

@@ -57,6 +57,9 @@ E2E_FIXTURES = {
     "wide_window",
     "fsdp",
     "fsdp_two_ranks",
+    "monitored_run",
+    "converted_folders",
+    "unchecked_folder",
 }
 
 
@@ -223,6 +226,48 @@ def lightning_cli_checkpoint(base_model: Path, tmp_path_factory: pytest.TempPath
         return demo.fit_and_save(module, batches, folder / "multilabel.ckpt")
 
     return once(tmp_path_factory, "cli-ckpt", make)
+
+
+@pytest.fixture(scope="session")
+def converted_folders(task_checkpoints, base_model: Path, led_base_model: Path, tmp_path_factory) -> dict[str, Path]:
+    """task -> the folder ``convert`` wrote and checked from the task's Trainer checkpoint (``task_checkpoints``),
+    converted once per run in process. Read them; copy one before changing it."""
+
+    def make(root: Path) -> dict[str, Path]:
+        for task, (checkpoint, _) in task_checkpoints.items():
+            base = led_base_model if task == "text2text-generation" else base_model
+            _convert_in_process(checkpoint, root / task, "--base-model", base)
+        return {task: root / task for task in task_checkpoints}
+
+    return once(tmp_path_factory, "converted-folders", make)
+
+
+@pytest.fixture(scope="session")
+def unchecked_folder(task_checkpoints, base_model: Path, tmp_path_factory) -> Path:
+    """A text classifier converted with ``--no-check``: its report records no check."""
+
+    def make(root: Path) -> Path:
+        checkpoint = task_checkpoints["text-classification"][0]
+        return _convert_in_process(checkpoint, root / "model", "--base-model", base_model, "--no-check")
+
+    return once(tmp_path_factory, "unchecked-folder", make)
+
+
+def _convert_in_process(checkpoint: Path, output: Path, *args: Any) -> Path:
+    argv = ["convert", "--checkpoint", checkpoint, "--output", output, *args]
+    result = CliRunner().invoke(main, [str(a) for a in argv], catch_exceptions=True)
+    assert result.exit_code == 0, result.output
+    return output
+
+
+@pytest.fixture(scope="session")
+def monitored_run(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A text classifier fitted for four epochs with ``ModelCheckpoint`` on ``val_acc`` (every epoch's file, named
+    with its score, and ``last.ckpt``) and on ``val_loss`` (the best): the folders and the callbacks' final state
+    (``tests/monitored.py``)."""
+    from . import monitored
+
+    return once(tmp_path_factory, "monitored", lambda folder: monitored.fit(base_model, folder))
 
 
 #: The base folders' forms: the config alone, or with the public model's tokenizer files.

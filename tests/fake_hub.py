@@ -717,17 +717,21 @@ class FakeHub:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self._host}:{self.port}"
 
     @property
     def cdn_url(self) -> str:
         """Another origin for the same server, as the Hub's CDN and storage are: clients send it no token."""
-        return f"http://localhost:{self.port}"
+        return f"http://{self._cdn_host}:{self.port}"
 
     @contextlib.contextmanager
-    def running(self) -> Iterator[FakeHub]:
+    def running(self, host: str = "127.0.0.1", cdn_host: str = "localhost") -> Iterator[FakeHub]:
+        """Serve on ``host`` (an ephemeral port), the CDN origin named ``cdn_host``. A client in a container reaches
+        the fake at an address of this machine the container can route to, as both names (the Hub's URLs it
+        answers with must work there too)."""
         handler = type("BoundHandler", (_Handler,), {"hub": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._host, self._cdn_host = host, cdn_host
+        self._server = ThreadingHTTPServer((host, 0), handler)
         self._server.daemon_threads = True
         serve = functools.partial(self._server.serve_forever, poll_interval=0.05)  # stop promptly at the end
         self._thread = threading.Thread(target=serve, name="fake-hub", daemon=True)
@@ -1576,3 +1580,21 @@ def point_client_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) 
     monkeypatch.setattr(hf_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", True)
     monkeypatch.setattr(_detect_agent, "_registry", EMPTY_AGENT_REGISTRY)
     _http.close_session()
+
+
+@contextlib.contextmanager
+def serving(monkeypatch: pytest.MonkeyPatch, home: Path, *, write: str, read: str, bob: str) -> Iterator[FakeHub]:
+    """A running fake Hub with huggingface_hub pointed at it (``point_client_at``): alice (``write`` and ``read``
+    tokens; member of ``org``) and bob (a ``write`` token, ``bob``), no repos. On exit, the fake failed on no request.
+    """
+    from huggingface_hub.utils import close_session
+
+    fake = FakeHub()
+    fake.add_token(write, user="alice", orgs=("org",))
+    fake.add_token(read, user="alice", role="read", orgs=("org",))
+    fake.add_token(bob, user="bob")
+    with fake.running():
+        point_client_at(monkeypatch, endpoint=fake.url, home=home)
+        yield fake
+        close_session()
+    assert fake.server_errors == [], "the fake failed on a request"

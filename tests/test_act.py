@@ -2,7 +2,13 @@
 
 Runs ``.github/workflows/self-test.yml`` with ``act-run.sh`` (from the ``shared/ci`` folder beside the
 repository): the conversion job green, its artifact in act's artifact server, the downstream job
-loading the model, the must-fail job failing where it should, and the matrix merged downstream.
+loading the model, the must-fail job failing where it should, and the matrix merged downstream. And
+``tests/act/hub-push.yml``: the action with ``hub-repo`` set, pushing to the fake Hub of
+``tests/fake_hub.py``, served here on an address of this machine that the action's containers reach.
+
+act fetches every remote action a composite action names, even one whose step is skipped; github.com is
+out of reach, so ``actions/attest`` (skipped: ``attest`` is false) is mapped to ``tests/act/attest``, a
+stand-in that fails if it ever runs.
 
 The image is built once, here, from the real Dockerfile, and handed to the workflow through the
 ``LONGFORMER_CONVERT_IMAGE`` variable; on GitHub that variable is unset and the jobs build it.
@@ -10,9 +16,11 @@ The image is built once, here, from the real Dockerfile, and handed to the workf
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +36,7 @@ ACT_RUN = CI_TOOLS / "act-run.sh"
 ENGINE = CI_TOOLS / "container-engine.sh"
 IMAGE = "localhost/longformer-convert:act"
 WORKFLOW = yaml.safe_load((ROOT / ".github" / "workflows" / "self-test.yml").read_text())
+ATTEST = re.search(r"uses: (actions/attest@[0-9a-f]{40})", (ROOT / "action.yml").read_text())[1]  # type: ignore[index]
 
 pytestmark = pytest.mark.act
 
@@ -65,10 +74,9 @@ def _build_image(tmp: Path) -> None:
     subprocess.run([*args, str(ROOT)], check=True)
 
 
-@pytest.fixture(scope="module")
-def act_run(tmp_path_factory: pytest.TempPathFactory):
+def _act(tmp: Path, workflow: str, *args: str) -> tuple[int, str, Path, float]:
+    """Run ``workflow`` under act with the image built here; (exit status, log, artifacts folder, seconds)."""
     _require_tools()
-    tmp = tmp_path_factory.mktemp("act")
     subprocess.run(["bash", str(ENGINE), "setup"], check=True)
     _build_image(tmp)
     artifacts = tmp / "artifacts"
@@ -77,16 +85,23 @@ def act_run(tmp_path_factory: pytest.TempPathFactory):
         env.pop(name, None)
     command = [
         "bash", str(ACT_RUN), str(ROOT),
-        "-W", ".github/workflows/self-test.yml",
+        "-W", workflow,
         "--var", f"LONGFORMER_CONVERT_IMAGE={IMAGE}",
+        "--local-repository", f"{ATTEST}={ROOT / 'tests' / 'act' / 'attest'}",
+        *args,
     ]  # fmt: skip
     start = time.monotonic()
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - start
     log = result.stdout + result.stderr
     (tmp / "act.log").write_text(log)
-    print(f"act ran self-test.yml in {seconds:.0f} s (exit {result.returncode}); log: {tmp / 'act.log'}")
+    print(f"act ran {workflow} in {seconds:.0f} s (exit {result.returncode}); log: {tmp / 'act.log'}")
     return result.returncode, log, artifacts, seconds
+
+
+@pytest.fixture(scope="module")
+def act_run(tmp_path_factory: pytest.TempPathFactory):
+    return _act(tmp_path_factory.mktemp("act"), ".github/workflows/self-test.yml")
 
 
 def _job_lines(log: str, job: str) -> list[str]:
@@ -170,3 +185,56 @@ def test_a_cancelled_conversion_step_leaves_nothing_behind(act_run):
     assert "Failure - Main Convert, held before the check until the step's timeout cancels it" in lines
     assert "workspace clean after the cancel" in lines
     assert "Success - Main The step was cancelled, and the conversion left nothing behind" in lines
+
+
+# -- the push to the Hub -------------------------------------------------------------------------------------------
+
+
+def _host_address() -> str:
+    """This machine's outbound address, as act finds its own for the artifact server it serves to containers
+    (a UDP socket "connected" to a public address sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("8.8.8.8", 80))
+        return probe.getsockname()[0]
+
+
+def test_the_action_pushes_to_the_hub_and_links_the_pull_request(tmp_path: Path) -> None:
+    from .fake_hub import FakeHub
+
+    token, read_token = "hf_act_write_Lw58pN", "hf_act_read_Qz27vK"
+    hub = FakeHub()
+    hub.add_token(token, user="alice", orgs=("org",))
+    hub.add_token(read_token, user="bob")
+    host = _host_address()
+    with hub.running(host=host, cdn_host=host):
+        secrets = ("--secret", f"HF_WRITE_TOKEN={token}", "--secret", f"HF_READ_TOKEN={read_token}")
+        endpoint = ("--var", f"HF_ENDPOINT={hub.url}")
+        status, log, artifacts, _ = _act(tmp_path, "tests/act/hub-push.yml", *endpoint, *secrets)
+    lines = [line for line in log.splitlines() if line.startswith("[hub-push/")]
+    text = "\n".join(lines)
+    assert status == 0, text[-6000:]
+    assert hub.server_errors == []
+
+    repo = hub.repos["org/act-classifier"]
+    (pr,) = repo.pull_requests
+    pr_url = f"{hub.url}/org/act-classifier/discussions/1"
+    head = repo.refs["refs/pr/1"]
+    assert f"hub-pr-url={pr_url}" in text and f"hub-commit-url={hub.url}/org/act-classifier/commit/{head}" in text
+    assert f"Opened pull request [#1]({pr_url}) against `main`" in text, "the step summary links the pull request"
+    assert repo.names("main") == [".gitattributes"], "main waits for the review"
+    on_hub = repo.files_at("refs/pr/1")
+    listed = dict(reversed(line.split("  ", 1)) for line in on_hub["SHA256SUMS"].decode().splitlines())
+    assert {p: d for p, d in repo.sha256sums("refs/pr/1").items() if p not in (".gitattributes", "SHA256SUMS")} == (
+        listed
+    ), "the files that arrived are the ones the folder's SHA256SUMS lists, byte for byte"
+    report = json.loads(on_hub["conversion-report.json"])
+    assert f"source SHA-256: `{report['source']['sha256']}`" in pr.description
+    assert re.search(r"- workflow run: \S+/actions/runs/\d+", pr.description), pr.description
+    assert token not in log and read_token not in log, "the tokens are in no line of the log"
+    assert hub.token_leaks(token) == [] and hub.stored_leaks(token) == []
+    # the refused push: its step failed, the Hub holds nothing more, and the checked folder is the job's artifact
+    assert "refused outcome=failure" in text
+    assert re.search(r"Error: .*(403|write access)", text), text[-4000:]
+    assert len(repo.pull_requests) == 1 and repo.refs["refs/pr/1"] == head
+    refused = {Path(f).name for f in _artifact_files(artifacts, "refused-push")}
+    assert {"config.json", "model.safetensors", "SHA256SUMS", "conversion-report.json"} <= refused

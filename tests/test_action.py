@@ -325,6 +325,40 @@ def test_token_is_masked_before_anything_else(runner):
     assert "hf_abc" not in runner.output.read_text()
 
 
+def test_both_tokens_are_masked_before_anything_else_even_when_an_input_is_bad(runner):
+    tokens = {"hf-token": "hf_read_Qx1", "hub-token": "hf_write_Zr7"}
+    for given in ({}, {"dtype": "fp16"}, {"hub-repo": "org/bad--name"}):
+        runner.output.write_text("")
+        result = run_validation(runner, checkpoint="a.ckpt", **{"hub-repo": "org/model", **tokens, **given})
+        assert result.stdout.splitlines()[:2] == ["::add-mask::hf_read_Qx1", "::add-mask::hf_write_Zr7"], given
+        assert "hf_write" not in runner.output.read_text() + runner.summary.read_text()
+
+
+def test_the_hub_inputs_plan_the_push_and_the_attestation(runner):
+    result = run_validation(
+        runner,
+        checkpoint="a.ckpt",
+        **{"hub-repo": "my-org/longformer-qa", "hub-token": "hf_w", "hub-create-pr": "False", "attest": "true"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = runner.outputs()
+    assert (plan["hub-repo"], plan["hub-revision"], plan["hub-create-pr"], plan["hub-private"]) == (
+        "my-org/longformer-qa",
+        "main",
+        "false",
+        "false",
+    )
+    assert plan["attest"] == "true"
+    assert plan["checksums"] == str(runner.workspace / "longformer-model" / "SHA256SUMS")
+    assert "hub-token" not in plan
+
+
+def test_without_hub_repo_nothing_is_pushed_and_no_token_is_needed(runner):
+    result = run_validation(runner, checkpoint="a.ckpt", check="false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (runner.outputs()["hub-repo"], runner.outputs()["attest"]) == ("", "false")
+
+
 @pytest.mark.parametrize(
     ("given", "bad"),
     [
@@ -352,6 +386,18 @@ def test_token_is_masked_before_anything_else(runner):
         ({"checkpoint": "../x.ckpt", "checkpoint-artifact": "trained"}, "checkpoint"),
         ({"base-model": "/opt/models/base"}, "base-model"),
         *[({"artifact-name": f"model{c}v1"}, "artifact-name") for c in '":<>|*?\r\n\\/'],
+        ({"hub-repo": "no-owner", "hub-token": "t"}, "hub-repo"),
+        ({"hub-repo": "org/a/b", "hub-token": "t"}, "hub-repo"),
+        ({"hub-repo": "org/bad--name", "hub-token": "t"}, "hub-repo"),
+        ({"hub-repo": "org/model.git", "hub-token": "t"}, "hub-repo"),
+        ({"hub-repo": "org/" + "x" * 97, "hub-token": "t"}, "hub-repo"),
+        ({"hub-repo": "org/model"}, "hub-token"),
+        ({"hub-repo": "org/model", "hub-token": "t", "check": "false"}, "check"),
+        ({"hub-repo": "org/model", "hub-token": "t", "hub-revision": ""}, "hub-revision"),
+        ({"hub-repo": "org/model", "hub-token": "t", "hub-revision": "refs/pr/1"}, "hub-revision"),
+        ({"hub-create-pr": "yes"}, "hub-create-pr"),
+        ({"hub-private": "1"}, "hub-private"),
+        ({"attest": "on"}, "attest"),
     ],
 )
 def test_bad_input_gives_one_error_naming_it_and_the_fix(runner, given, bad):

@@ -15,6 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+#: Workflows only the act tests run (tests/act/), checked the same way
+ACT_WORKFLOWS = sorted((ROOT / "tests" / "act").glob("*.yml"))
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 BIN = Path(sys.executable).parent
 
@@ -41,19 +43,19 @@ def test_action_against_github_schema():
 
 @pytest.mark.parametrize("schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"])
 def test_workflows_against_github_schema(schema):
-    result = _run(_tool("check-jsonschema"), "--builtin-schema", schema, *WORKFLOWS)
+    result = _run(_tool("check-jsonschema"), "--builtin-schema", schema, *WORKFLOWS, *ACT_WORKFLOWS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _actionlint(cwd: Path) -> list[dict]:
-    result = _run(_tool("actionlint"), "-format", "{{json .}}", cwd=cwd)
+def _actionlint(cwd: Path, *files: Path) -> list[dict]:
+    result = _run(_tool("actionlint"), "-format", "{{json .}}", *files, cwd=cwd)
     assert result.returncode in (0, 1), result.stderr
     return json.loads(result.stdout or "[]")
 
 
 def test_actionlint_finds_nothing():
     _tool("shellcheck")  # actionlint runs it on every run: script when it is on PATH
-    findings = _actionlint(ROOT)
+    findings = _actionlint(ROOT) + _actionlint(ROOT, *ACT_WORKFLOWS)
     assert findings == [], "\n".join(f"{f['filepath']}:{f['line']}: {f['message']}" for f in findings)
 
 
@@ -136,6 +138,12 @@ def test_action_declares_the_contract():
         "upload",
         "retention-days",
         "hf-token",
+        "hub-repo",
+        "hub-create-pr",
+        "hub-private",
+        "hub-revision",
+        "hub-token",
+        "attest",
         "image",
     ]
     assert set(ACTION["outputs"]) == {
@@ -145,8 +153,13 @@ def test_action_declares_the_contract():
         "artifact-id",
         "artifact-url",
         "artifact-digest",
+        "hub-commit-url",
+        "hub-pr-url",
         "image",
     }
+    defaults = {name: inputs[name]["default"] for name in ("hub-repo", "hub-create-pr", "hub-private", "attest")}
+    assert defaults == {"hub-repo": "", "hub-create-pr": "true", "hub-private": "false", "attest": "false"}
+    assert inputs["hub-revision"]["default"] == "main"
     for name, spec in inputs.items():
         assert spec["description"].endswith("."), name
         assert name == "checkpoint" or isinstance(spec.get("default"), str), name  # quoted defaults
@@ -165,6 +178,77 @@ def test_inputs_reach_scripts_only_through_env():
     convert = next(s for s in ACTION["runs"]["steps"] if s.get("id") == "convert")
     assert convert["env"]["HF_TOKEN"] == "${{ inputs.hf-token }}"
     assert re.search(r"--env HF_TOKEN(\s|$)", convert["run"])
+    # the write token reaches the push's container alone, as its HF_TOKEN, by name
+    assert convert["env"]["HUB_TOKEN"] == "${{ inputs.hub-token }}"
+    assert [line.strip() for line in convert["run"].splitlines() if "HUB_TOKEN" in line] == [
+        'HF_TOKEN=$HUB_TOKEN run_image "${push[@]}" || status=$?'
+    ]
+
+
+def _step(uses: str) -> dict:
+    return next(s for s in ACTION["runs"]["steps"] if s.get("uses", "").startswith(uses))
+
+
+def test_the_attest_step_signs_the_folders_checksums_when_asked():
+    steps = ACTION["runs"]["steps"]
+    attest = _step("actions/attest@")
+    assert attest["uses"] == "actions/attest@1e69f48acb82d1966a394da916b4c1698aa569d6"
+    line = next(line for line in (ROOT / "action.yml").read_text().splitlines() if "actions/attest@" in line)
+    assert line.endswith("# v4.2.2"), "pinned by commit with its version, like the artifact actions"
+    # once the folder is converted and checked, even when the push after it was refused; never after a cancel
+    assert attest["if"] == (
+        "${{ !cancelled() && steps.plan.outputs.attest == 'true' && steps.convert.outputs.converted == 'true' }}"
+    )
+    assert attest["with"] == {"subject-checksums": "${{ steps.plan.outputs.checksums }}"}, "provenance, no predicate"
+    assert steps.index(attest) > steps.index(next(s for s in steps if s.get("id") == "convert"))
+
+
+def test_the_upload_keeps_the_checked_folder_when_the_push_is_refused():
+    upload = _step("actions/upload-artifact@")
+    assert upload["if"] == (
+        "${{ !cancelled() && steps.plan.outputs.upload == 'true' && steps.convert.outputs.converted == 'true' }}"
+    )
+    # the convert step says the folder is in place only after the conversion's own exit status 0, before the push
+    run = next(s for s in ACTION["runs"]["steps"] if s.get("id") == "convert")["run"]
+    converted = run.index('[[ $status != 0 ]] || echo "converted=true" >> "$GITHUB_OUTPUT"')
+    assert run.index('run_image "${args[@]}"') < converted < run.index("push=(push --model")
+
+
+def _readme_workflow(heading: str) -> dict:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    return next(yaml.safe_load(b) for b in blocks if b.startswith("jobs:"))
+
+
+def test_the_readmes_attest_workflow_passes_actionlint_with_the_permissions_it_needs(tmp_path):
+    jobs = _readme_workflow("Attest the files")["jobs"]
+    assert jobs["convert"]["permissions"] == {"contents": "read", "id-token": "write", "attestations": "write"}
+    verify = jobs["verify"]["steps"][-1]
+    assert verify["run"].startswith("gh attestation verify longformer-model/") and '-o "$OWNER"' in verify["run"]
+    # a repository holding the action and the README's jobs, with the action used as `./`: actionlint checks the
+    # permission scopes, the `with:` inputs against action.yml, the expressions and the scripts
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(ROOT / "action.yml", tmp_path / "action.yml")
+    pinned = {
+        "actions/checkout@v5": "actions/checkout@de0fac2e4500dabe0009e67214ff5f5447ce83dd",
+        "actions/download-artifact@v8": _step("actions/download-artifact@")["uses"],
+    }
+    for job in jobs.values():
+        for step in job["steps"]:
+            if "longformer-convert-action" in step.get("uses", ""):
+                step["uses"] = "./"
+            step["uses"] = pinned.get(step.get("uses"), step.get("uses"))
+            if step["uses"] is None:
+                del step["uses"]
+    workflow = {"name": "attest", "on": "push", "permissions": {}, "jobs": jobs}
+    (tmp_path / ".github" / "workflows" / "attest.yml").write_text(yaml.safe_dump(workflow, sort_keys=False))
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert _actionlint(tmp_path) == []
+    jobs["convert"]["steps"][-1]["with"]["atest"] = True  # the same check fails on an input action.yml lacks ...
+    jobs["convert"]["permissions"]["attestation"] = "write"  # ... and on a misspelt scope
+    (tmp_path / ".github" / "workflows" / "attest.yml").write_text(yaml.safe_dump(workflow, sort_keys=False))
+    assert {f["kind"] for f in _actionlint(tmp_path)} >= {"permissions", "action"}
 
 
 def test_upload_uses_the_official_action_as_the_contract_says():

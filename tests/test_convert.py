@@ -430,7 +430,7 @@ class _Odd:
 # --- the other commands ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["convert"], ["verify"], ["inspect"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["convert"], ["verify"], ["inspect"], ["push"], ["demo"]])
 def test_help_is_fast_and_does_not_import_torch(command):
     code = (
         "import sys\n"

@@ -117,6 +117,6 @@ def test_help_names_debug():
 
     from longformer_action.cli import main
 
-    for command in ("convert", "verify", "inspect", "demo"):
+    for command in ("convert", "verify", "inspect", "push", "demo"):
         text = CliRunner().invoke(main, [command, "--help"]).output
         assert "--debug" in text and "LONGFORMER_CONVERT_DEBUG" in text, command

@@ -34,7 +34,7 @@ from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
 from huggingface_hub.utils import get_session, hf_raise_for_status
 from safetensors.torch import save_file
 
-from .fake_hub import DEFAULT_GITATTRIBUTES, LFS_THRESHOLD, FakeHub, Request, point_client_at
+from .fake_hub import DEFAULT_GITATTRIBUTES, LFS_THRESHOLD, FakeHub, Request, serving
 
 WRITE = "hf_alice_write"
 READ = "hf_alice_read"
@@ -49,17 +49,8 @@ UPLOAD_SEQUENCE = ["validate-yaml", "validate-yaml", "preupload", "lfs-batch", "
 @pytest.fixture()
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A running fake Hub: alice (write and read tokens; member of ``org``) and bob (write token), no repos."""
-    from huggingface_hub.utils import close_session
-
-    fake = FakeHub()
-    fake.add_token(WRITE, user="alice", orgs=("org",))
-    fake.add_token(READ, user="alice", role="read", orgs=("org",))
-    fake.add_token(BOB, user="bob")
-    with fake.running():
-        point_client_at(monkeypatch, fake.url, tmp_path / "hf-home")
+    with serving(monkeypatch, tmp_path / "hf-home", write=WRITE, read=READ, bob=BOB) as fake:
         yield fake
-        close_session()
-    assert fake.server_errors == [], "the fake failed on a request"
 
 
 def api(hub: FakeHub, token: str | bool = WRITE) -> HfApi:

@@ -54,7 +54,7 @@ def test_each_module_says_its_one_job_in_about_400_lines(path):
     assert docstring and docstring.splitlines()[0].strip(), f"{path.name}: the first docstring line says its job"
 
 
-def test_the_action_steps_import_only_the_standard_library_and_the_choices():
+def test_the_action_steps_import_only_the_standard_library_the_choices_and_the_file_names():
     # as the runner's python3 runs them: no site-packages (-S), so no torch, no click
     code = (
         "import sys, longformer_action.action.validate_inputs, longformer_action.action.prepare_image; "
@@ -63,4 +63,9 @@ def test_the_action_steps_import_only_the_standard_library_and_the_choices():
     result = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     package = {m for m in result.stdout.split() if not m.startswith("longformer_action.action")}
-    assert package == {"longformer_action", "longformer_action.registry", "longformer_action.registry.names"}
+    assert package == {
+        "longformer_action",
+        "longformer_action.registry",
+        "longformer_action.registry.names",
+        "longformer_action.registry.files",
+    }

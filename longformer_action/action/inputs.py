@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..registry.files import CHECKSUMS_NAME, REPORT_NAME
 from ..registry.names import DTYPES, GLOBAL_ATTENTION, TASKS
 from .image import _IMAGE_INPUT, BUILD, plan_image
 
@@ -24,6 +26,11 @@ _BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": 
 
 
 _ARTIFACT_NAME_FORBIDDEN = '":<>|*?\r\n\\/'
+
+
+#: One side of a Hub repository id, as huggingface_hub's ``validate_repo_id`` reads it (letters, digits, ``-``,
+#: ``_``, ``.``; at most 96), with the rules below it; the Hub itself is the last word.
+_HUB_PART = re.compile(r"[A-Za-z0-9_.-]{1,96}")
 
 
 class InputError(ValueError):
@@ -183,7 +190,7 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
             f"is '{output}', which holds the checkpoint '{checkpoint}': the converted folder would replace it",
             "give a new folder apart from the checkpoint, e.g. `output-dir: longformer-model`",
         )
-    plan["report"] = str(Path(plan["model-dir"]) / "conversion-report.json")
+    plan["report"] = str(Path(plan["model-dir"]) / REPORT_NAME)
     plan["check"] = str(_boolean(environ, "check")).lower()
     atol = get("atol")
     if atol:
@@ -226,4 +233,61 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
             "write e.g. `image: ghcr.io/owner/longformer-convert-action:v1`, `image: build`, or leave it out",
         )
     plan.update(plan_image(image, environ.get("GITHUB_ACTION_PATH", "")).outputs())
+    plan.update(_hub_plan(environ, checked=plan["check"] == "true"))
+    plan["attest"] = str(_boolean(environ, "attest")).lower()
+    plan["checksums"] = str(Path(plan["model-dir"]) / CHECKSUMS_NAME)
+    return plan
+
+
+def _hub_plan(environ: Mapping[str, str], *, checked: bool) -> dict[str, str]:
+    """The push's inputs: ``hub-repo`` (empty: no push), ``hub-revision``, ``hub-create-pr``, ``hub-private``;
+    ``hub-token`` must be set when ``hub-repo`` is (it is masked before this runs and never planned)."""
+    get = lambda name: action_input(environ, name)  # noqa: E731
+    plan = {
+        "hub-repo": get("hub-repo"),
+        "hub-revision": get("hub-revision"),
+        "hub-create-pr": str(_boolean(environ, "hub-create-pr")).lower(),
+        "hub-private": str(_boolean(environ, "hub-private")).lower(),
+    }
+    repo = plan["hub-repo"]
+    if not repo:
+        return plan
+    owner, _, name = repo.partition("/")
+    broken = [
+        part
+        for part in (owner, name)
+        if not _HUB_PART.fullmatch(part) or part[0] in "-." or part[-1] in "-." or "--" in part or ".." in part
+    ]
+    if repo.count("/") != 1 or broken or name.endswith(".git"):
+        raise InputError(
+            "hub-repo",
+            f"is '{repo}', not a Hugging Face Hub repository OWNER/NAME",
+            "write e.g. `hub-repo: my-org/longformer-qa` (letters, digits, '-', '_' and '.', at most 96 on each side, "
+            "not starting or ending with '-' or '.', without '--' or '..')",
+        )
+    if not get("hub-token"):
+        raise InputError(
+            "hub-token",
+            "is empty, and `hub-repo` is set: pushing needs a token with write access to " + owner,
+            "pass a write token from a secret, e.g. `hub-token: ${{ secrets.HF_WRITE_TOKEN }}`",
+        )
+    if not checked:
+        raise InputError(
+            "check",
+            "is false, and `hub-repo` is set: only a checked folder is pushed",
+            "leave `check` at true, or leave out `hub-repo`",
+        )
+    revision = plan["hub-revision"]
+    if not revision or any(c.isspace() for c in revision):
+        raise InputError(
+            "hub-revision",
+            f"is '{revision}', not a branch name",
+            "leave it out for main, or write e.g. `hub-revision: dev`",
+        )
+    if plan["hub-create-pr"] == "true" and revision.startswith("refs/"):
+        raise InputError(
+            "hub-revision",
+            f"is '{revision}', and a pull request is opened against a branch",
+            "give a branch, or set `hub-create-pr: false` to push onto that pull request",
+        )
     return plan

@@ -18,10 +18,11 @@ INVALID_SUMMARY = (
 
 
 def main(environ: Mapping[str, str] | None = None, stream: TextIO | None = None) -> int:
-    """The action's first step: mask the token, validate, write the plan to ``GITHUB_OUTPUT``; 0 or 1."""
+    """The action's first step: mask the tokens, validate, write the plan to ``GITHUB_OUTPUT``; 0 or 1."""
     environ = os.environ if environ is None else environ
     actions = Actions(environ, stream if stream is not None else sys.stdout)
     actions.add_mask(action_input(environ, "hf-token"))
+    actions.add_mask(action_input(environ, "hub-token"))
     try:
         plan = plan_inputs(environ)
     except InputError as exc:

@@ -34,6 +34,7 @@ def inspect(checkpoint: Path, *, trust_checkpoint: bool = False) -> dict[str, An
         "global_step": ckpt.global_step,
         "top_level_keys": ckpt.top_level_keys,
         "hyper_parameters": ckpt.hyper_parameters,
+        "model_checkpoints": [state.to_dict() for state in ckpt.model_checkpoints],
         "tensors": len(tensors),
         "parameters": sum(int(t.numel()) for t in tensors.values()),
         "dtypes": dict(Counter(str(t.dtype).removeprefix("torch.") for t in tensors.values())),
@@ -100,6 +101,14 @@ def describe(info: dict[str, Any]) -> str:
         f"bytes:         {human_bytes(info['weight_bytes'])} of weights in {human_bytes(info['file_bytes'])} "
         f"({human_bytes(info['other_bytes'])} {_other_bytes(info)})",
     ]
+    for m in info["model_checkpoints"]:
+        if m["monitor"] is not None or m["best_score"] is not None:
+            mode = f" ({m['mode']})" if m["mode"] else ""
+            lines.append(
+                f"monitored:     {m['monitor'] or 'a metric not named'}{mode} by {m['callback']}: best "
+                f"{_score(m['best_score'])} ({m['best_model_path'] or 'n/a'}), this file's weights "
+                f"{_score(m['file_score'])}"
+            )
     if info["placeholders"]:
         lines.append(f"not run:       {', '.join(info['placeholders'])} (replaced by inert placeholders)")
     if info.get("copies"):
@@ -146,3 +155,7 @@ def _other_bytes(info: dict[str, Any]) -> str:
     if info["generation"] == "state-dict":
         return "of serialization overhead and other entries"
     return "of optimizer state and other data"
+
+
+def _score(value: float | None) -> str:
+    return "not recorded" if value is None else f"{value:.4g}"

@@ -43,11 +43,21 @@ def run_command(
     work: Callable[[Any], dict[str, Any]],
     *,
     outputs: Callable[[dict[str, Any]], dict[str, str]],
+    summary: Callable[[dict[str, Any]], str] | None = None,
     owned: list[Path | None],
     command: str,
     debug: bool = False,
 ) -> dict[str, Any]:
-    """Run a command's work; in GitHub Actions add groups, annotations, outputs and the summary."""
+    """Run a command's work; in GitHub Actions add groups, annotations, outputs and the summary.
+
+    Args:
+        work: the command's work, given the progress; returns its report (plain data).
+        outputs: the step outputs of a report.
+        summary: the step summary of a report (default: the conversion's, ``publishing.summary.summary_markdown``).
+        owned: paths the command wrote, handed back to the workspace's owner in a container.
+        command: the command's name, for an unexpected error's line.
+        debug: print a bug's traceback too.
+    """
     from ..action.toolkit import Actions
     from ..progress import ActionsProgress, Progress
 
@@ -66,10 +76,9 @@ def run_command(
             title = "Check failed" if isinstance(exc, CheckFailed) else f"longformer-convert: {exc.stage} failed"
             actions.error(exc.format_message(), title=title)
             report = getattr(exc, "report", None)
+            heading = "Push to the Hugging Face Hub failed" if exc.stage == "push" else "Longformer conversion failed"
             actions.append_summary(
-                summary_markdown(report)
-                if report
-                else f"## Longformer conversion failed\n\n> **Error:** {exc.format_message()}\n"
+                summary_markdown(report) if report else f"## {heading}\n\n> **Error:** {exc.format_message()}\n"
             )
         raise
     finally:
@@ -79,5 +88,5 @@ def run_command(
         from ..publishing.summary import summary_markdown
 
         actions.set_outputs(outputs(report))
-        actions.append_summary(summary_markdown(report))
+        actions.append_summary((summary or summary_markdown)(report))
     return report

@@ -1,1 +1,1 @@
-"""The publish stage: the report, the model card and the step summary."""
+"""The publish stage: the report, the model card and the step summary; the push of a checked folder to the Hub."""

@@ -11,15 +11,21 @@ from ..reading.formats import describe_writer
 from ..registry.families import FAMILIES
 from ..registry.tasks import get as get_task
 from .lines import check_table, custom_head_lines, fmt, generation_line, tokenizer_line
+from .model_index import eval_result
 from .report import SUPPORTED_TRANSFORMERS
 from .usage import usage
 
 
-def _base_line(spec: str) -> str:
+def _base_line(base: dict[str, Any]) -> str:
+    spec = base.get("spec", "")
     if spec == HPARAMS_BASE:
         return "none: the config came from the checkpoint's hyper-parameters (`--base-model hparams`); no tokenizer"
     if _hub_id(spec):
-        return f"`{spec}`"
+        at = [f"revision `{base['revision']}`"] if base.get("revision") else []
+        at += (
+            [f"commit `{base['commit']}`"] if base.get("commit") and base.get("commit") != base.get("revision") else []
+        )
+        return f"[`{spec}`](https://huggingface.co/{spec})" + (f" at {', '.join(at)}" if at else "")
     return f"a local folder, `{Path(spec).name}`" if spec else "n/a"
 
 
@@ -44,11 +50,16 @@ def model_card(report: dict[str, Any]) -> str:
 
     src, base, check, conv = report["source"], report["base_model"] or {}, report["check"], report["conversion"]
     base_id = base.get("spec", "")
+    monitored = src.get("model_checkpoints") or []
+    results = [eval_result(m["monitor"], m["file_score"], task_type=conv["pipeline_tag"]) for m in monitored]
+    results = [r for r in results if r is not None]
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag=conv["pipeline_tag"],
         base_model=_hub_id(base_id),
         tags=[conv.get("family") or "longformer", conv["task"], "pytorch-lightning"],
+        model_name=Path(src["path"]).stem if results else None,
+        eval_results=results or None,
     )
     attention = conv["global_attention"]
     card = ModelCard.from_template(
@@ -65,9 +76,9 @@ def model_card(report: dict[str, Any]) -> str:
         written_by=describe_writer(src["generation"], src["lightning_version"]),
         epoch=fmt(src["epoch"]),
         global_step=fmt(src["global_step"]),
-        base_line=_base_line(base_id),
+        base_line=_base_line(base),
         attention=attention,
-        rows="\n".join(_optional_rows(conv, base_id)),
+        rows="\n".join([*_monitored_rows(monitored), *_optional_rows(conv, base_id)]),
         dtype=report["dtype"],
         mapping=report["mapping"],
         notes="".join(f"{line}\n" for line in ["", *_notes(report)]),
@@ -100,6 +111,25 @@ def _optional_rows(conv: dict[str, Any], base_spec: str) -> list[str]:
     if conv.get("untied"):
         rows.append(f"| tied weights | saved untied: {'; '.join(f'`{k}` {v}' for k, v in conv['untied'].items())} |")
     return rows
+
+
+def _monitored_rows(monitored: list[dict[str, Any]]) -> list[str]:
+    # Lightning's ModelCheckpoint: the metric it monitored, the run's best score, and the score of these weights
+    rows = []
+    for m in monitored:
+        if m["monitor"] is None and m["best_score"] is None:  # a ModelCheckpoint that kept the last file only
+            continue
+        metric = f"`{m['monitor']}`" if m["monitor"] else "not recorded (Lightning 0.x)"
+        mode = f", {m['mode']}" if m["mode"] else ""
+        best = fmt(_score(m["best_score"])) + (f" (`{m['best_model_path']}`)" if m["best_model_path"] else "")
+        mine = _score(m["file_score"])
+        this = f"{mine}" if mine is not None else "not recorded (no top-k save of the same step)"
+        rows.append(f"| monitored metric ({m['callback']}) | {metric}{mode}: best {best}; these weights: {this} |")
+    return rows
+
+
+def _score(value: float | None) -> str | None:
+    return None if value is None else f"{value:.4g}"
 
 
 def _notes(report: dict[str, Any]) -> list[str]:

@@ -83,6 +83,7 @@ def build_report(
             "epoch": ckpt.epoch,
             "global_step": ckpt.global_step,
             "hyper_parameters": ckpt.hyper_parameters,
+            "model_checkpoints": [state.to_dict() for state in ckpt.model_checkpoints],
         },
         "base_model": None
         if base is None

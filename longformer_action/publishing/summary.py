@@ -1,4 +1,5 @@
-"""The Markdown summary of a run (the GitHub Actions step summary): the check's table and the files."""
+"""The Markdown summary of a run (the GitHub Actions step summary): the check's table, the files, and where a push
+put them on the Hub."""
 
 from __future__ import annotations
 
@@ -59,4 +60,33 @@ def summary_markdown(report: dict[str, Any]) -> str:
     if report["files"]:
         lines += ["### Files", "", "| file | size |", "|---|---|"]
         lines += [f"| `{f['name']}` | {human_bytes(f['bytes'])} |" for f in report["files"]] + [""]
+    if report.get("hub"):
+        lines += _push_lines(report["hub"], "###")
     return "\n".join(lines)
+
+
+def push_summary(result: dict[str, Any]) -> str:
+    """The step summary of ``push``: the pull request or the commit, linked (``result``: ``commands.push.push``'s)."""
+    return "\n".join(_push_lines(result["hub"], "##"))
+
+
+def _push_lines(hub: dict[str, Any], level: str) -> list[str]:
+    repo = f"[{hub['repo_id']}]({hub['repo_url']})"
+    commit = f"[`{hub['commit_oid'][:12]}`]({hub['commit_url']})"
+    if hub["pr_url"]:
+        where = f"pull request [#{hub['pr_num']}]({hub['pr_url']}) against `{hub['revision']}`, commit {commit}"
+    else:
+        where = f"`{hub['revision']}`, commit {commit}"
+    if hub["new_commit"]:
+        done = f"{'Opened' if hub['pr_url'] else 'Committed to'} {where}."
+    else:
+        done = f"No new commit: the same files are already in {where}."
+    lines = [f"{level} Hugging Face Hub: {repo}", "", done, ""]
+    lines.append(
+        f"{hub['files']} files, {human_bytes(hub['size'])}"
+        + (", repository created" if hub["repo_created"] else "")
+        + "."
+    )
+    if hub["removed"]:
+        lines.append(f"Removed from the branch (not in the folder): {', '.join(f'`{p}`' for p in hub['removed'])}.")
+    return [*lines, ""]

@@ -28,6 +28,7 @@ from ..digests import file_sha256, in_background
 from ..errors import CheckpointError
 from ..filesystem import raise_read_problem
 from ..text import listing
+from .callbacks import ModelCheckpointState, model_checkpoint_states
 from .distributed import find_layout, layout_error, read_distributed
 from .formats import FABRIC, LIGHTNING_KEYS, Read, detect_format, is_tensor, load_safetensors, writer_of
 from .hparams import as_mapping
@@ -57,6 +58,8 @@ class Checkpoint:
         placeholders: qualified names of globals that were replaced by inert placeholders.
         top_level_keys: the keys of the checkpoint dict.
         file_bytes: size of the file (of all the folder's files).
+        model_checkpoints: the state each Lightning ``ModelCheckpoint`` callback saved in the file (the monitored
+            metric, its best score, the score of this file's weights; see ``callbacks``), in the Trainer's order.
     """
 
     path: Path
@@ -71,6 +74,7 @@ class Checkpoint:
     placeholders: list[str] = field(default_factory=list)
     top_level_keys: list[str] = field(default_factory=list)
     file_bytes: int = 0
+    model_checkpoints: tuple[ModelCheckpointState, ...] = ()
     hparams: dict[str, Any] = field(default_factory=dict, repr=False)
     _sha256: Callable[[], str] | None = field(default=None, repr=False)
 
@@ -232,6 +236,7 @@ def fill_metadata(ckpt: Checkpoint, obj: Any) -> None:
     ckpt.top_level_keys = sorted(str(k) for k in obj)
     if ckpt.writer.startswith("lightning"):
         ckpt.lightning_version = writer_of(obj)[1]
+        ckpt.model_checkpoints = tuple(model_checkpoint_states(obj, file_name=ckpt.path.name))
         ckpt.epoch = _count(obj, "epoch")
         ckpt.global_step = _count(obj, "global_step")
         hparams = as_mapping(obj.get("hyper_parameters", obj.get("hparams")))
