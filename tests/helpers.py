@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -158,3 +159,12 @@ def _decode(value: Any) -> Any:
     if isinstance(value, dict) and "__tuple__" in value:
         return tuple(_decode(v) for v in value["__tuple__"])
     return value
+
+
+def act_stand_ins() -> list[str]:
+    """act's arguments that serve ``actions/attest`` (as action.yml pins it) from ``tests/act/attest``: act fetches
+    every remote action a composite action names, even one whose step is skipped, and github.com is out of reach."""
+    root = Path(__file__).resolve().parents[1]
+    attest = re.search(r"uses: (actions/attest@[0-9a-f]{40})", (root / "action.yml").read_text())
+    assert attest, "action.yml pins actions/attest by commit"
+    return ["--local-repository", f"{attest[1]}={root / 'tests' / 'act' / 'attest'}"]

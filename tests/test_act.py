@@ -30,13 +30,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .helpers import act_stand_ins
+
 ROOT = Path(__file__).resolve().parents[1]
 CI_TOOLS = ROOT.parent / "shared" / "ci"
 ACT_RUN = CI_TOOLS / "act-run.sh"
 ENGINE = CI_TOOLS / "container-engine.sh"
 IMAGE = "localhost/longformer-convert:act"
 WORKFLOW = yaml.safe_load((ROOT / ".github" / "workflows" / "self-test.yml").read_text())
-ATTEST = re.search(r"uses: (actions/attest@[0-9a-f]{40})", (ROOT / "action.yml").read_text())[1]  # type: ignore[index]
 
 pytestmark = pytest.mark.act
 
@@ -87,7 +88,7 @@ def _act(tmp: Path, workflow: str, *args: str) -> tuple[int, str, Path, float]:
         "bash", str(ACT_RUN), str(ROOT),
         "-W", workflow,
         "--var", f"LONGFORMER_CONVERT_IMAGE={IMAGE}",
-        "--local-repository", f"{ATTEST}={ROOT / 'tests' / 'act' / 'attest'}",
+        *act_stand_ins(),
         *args,
     ]  # fmt: skip
     start = time.monotonic()

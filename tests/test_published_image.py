@@ -34,6 +34,8 @@ import yaml
 
 from longformer_action.action.image import LOCAL_TAG, PUBLISHED_IMAGE_FILE, read_published_image
 
+from .helpers import act_stand_ins
+
 ROOT = Path(__file__).resolve().parents[1]
 CI_TOOLS = ROOT.parent / "shared" / "ci"
 ACT_RUN = CI_TOOLS / "act-run.sh"
@@ -208,7 +210,7 @@ def _act(repo: Path, workflow: str, registries_conf: Path, *extra: str, event: d
     env["ACT_ARTIFACTS"] = str(repo.parent / f"{repo.name}-artifacts")
     env["CONTAINERS_REGISTRIES_CONF"] = str(registries_conf)
     env["ACT_BUILD_ARGS"] = " ".join(_build_args())
-    command = ["bash", str(ACT_RUN), str(repo), "-W", workflow, *extra]
+    command = ["bash", str(ACT_RUN), str(repo), "-W", workflow, *act_stand_ins(), *extra]
     if event is not None:
         event_file = repo.parent / f"{repo.name}-event.json"
         event_file.write_text(json.dumps(event))

@@ -99,14 +99,15 @@ def read(path: Path, trust: bool, progress: Progress) -> Checkpoint:
 
 
 def plan(ckpt: Checkpoint, base: BaseModel, options: MapOptions, stage: Any, progress: Progress) -> Plan:
-    """The map stage's work inside its ``progress.stage``: the ``Plan``, the stage's log line, and a
-    warning when a recorded ``attention_window`` was read as one-sided."""
+    """The map stage's work inside its ``progress.stage``: the ``Plan``, the stage's log line, and a line
+    saying so when a recorded ``attention_window`` was read as one-sided (a log line, not a warning: it is
+    the usual form of allenai's scripts, which the card states too)."""
     result = make_plan(ckpt, base, options)
     stage.detail = map_line(result)
     window = result.facts.one_sided_window
     if window:
-        progress.warning(
-            f"{window['where']} is {window['recorded']}, half the config's attention_window {window['config']}: "
+        progress.line(
+            f"map: {window['where']} is {window['recorded']}, half the config's attention_window {window['config']}: "
             "read as the one-sided window, as allenai's scripts record it; if the model trained with "
             f"attention_window {window['recorded']}, pass --base-model with that config"
         )
