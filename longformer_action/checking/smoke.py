@@ -66,13 +66,22 @@ def smoke_test(task: Task, model: Any, tokenizer: Any, global_attention: str | N
 
         runner = pipeline(task.pipeline, model=model, tokenizer=tokenizer, device="cpu")
         text = SAMPLE_MASKED.format(mask=tokenizer.mask_token) if task.inputs == "masked" else SAMPLE_TEXT
-        out = runner(text)
-        if task.inputs == "masked":
+        multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
+        # every label's score for a multi-label head (its pipeline's sigmoid); one string gives one list
+        out = runner(text, top_k=None) if multi_label else runner(text)
+        if multi_label:
+            scores = out[0] if out and isinstance(out[0], list) else out
+            above = [o for o in scores if o["score"] > 0.5]
+            shown = ", ".join(f"{o['label']} {o['score']:.2f}" for o in above) or (
+                f"no label above 0.5 (highest: {scores[0]['label']} {scores[0]['score']:.2f})"
+            )
+        elif task.inputs == "masked":
             shown = ", ".join(f"{o['token_str'].strip()!r} {o['score']:.2f}" for o in out[:3])
         elif task.pipeline == "feature-extraction":
             shown = f"features of shape {list(torch.tensor(out).shape)}"
         elif isinstance(out, list) and out and "entity" in out[0]:
-            shown = ", ".join(f"{o['word'].strip()!r}: {o['entity']}" for o in out[:4]) + (
+            # the tokens as text (a byte-level BPE token's leading space is 'Ġ' in its raw form)
+            shown = ", ".join(f"{_token_text(tokenizer, o['word'])!r}: {o['entity']}" for o in out[:4]) + (
                 " ..." if len(out) > 4 else ""
             )
         else:
@@ -90,3 +99,7 @@ def smoke_test(task: Task, model: Any, tokenizer: Any, global_attention: str | N
     with torch.inference_mode():
         logits = model(**{k: v.unsqueeze(0) for k, v in encoded.items()}).logits[0]
     return {"input": SAMPLE_QUESTION, "output": SAMPLE_CHOICES[int(logits.argmax())]}
+
+
+def _token_text(tokenizer: Any, token: str) -> str:
+    return tokenizer.convert_tokens_to_string([token]).strip() or token
