@@ -569,6 +569,38 @@ def test_an_unchecked_or_tampered_folder_is_refused_before_any_request(
     assert hub.requests == [] and not hub.repos
 
 
+@pytest.mark.parametrize("how", ["relabelled", "added"])
+def test_an_edit_hidden_by_a_rewritten_sha256sums_is_refused_as_verify_refuses_it(
+    hub: FakeHub, push: Pusher, converted_folders, tmp_path: Path, how: str
+) -> None:
+    folder = copy(converted_folders["text-classification"], tmp_path)
+    if how == "relabelled":  # id2label edited, then `sha256sum` run again: SHA256SUMS verifies
+        config = json.loads((folder / "config.json").read_text())
+        labels = {"0": "POS", "1": "NEU", "2": "NEG"}
+        (folder / "config.json").write_text(json.dumps({**config, "id2label": labels}, indent=2))
+        expected = (
+            "config.json changed since the conversion (its SHA-256 differs from conversion-report.json): id2label is "
+            '{"0": "POS", "1": "NEU", "2": "NEG"} where conversion-report.json records {"0": "LABEL_0"'
+        )
+    else:
+        (folder / "notes.txt").write_text("not converted\n")
+        expected = "notes.txt is not among the files conversion-report.json records"
+    rewrite_sums(folder)
+
+    with pytest.raises(PushError) as refused:
+        push(folder, "org/x")
+
+    message = str(refused.value)
+    assert message.startswith(f"{folder} is not pushed: {expected}"), message
+    assert "(SHA256SUMS was written again after the conversion)" in message
+    assert (
+        "A folder is pushed only as it was checked: convert again (longformer-convert convert ... --output DIR) and "
+        "push the new folder, or run " in message
+    )
+    assert f"longformer-convert verify --model {folder} --checkpoint CKPT to see what changed" in message
+    assert hub.requests == [] and not hub.repos
+
+
 def test_a_folder_converted_without_the_check_is_refused_naming_the_fix(
     hub: FakeHub, push: Pusher, unchecked_folder
 ) -> None:

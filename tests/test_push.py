@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,16 +155,28 @@ def test_a_refusal_is_one_error_line_with_its_fix(
     shown(result)
 
 
-@pytest.mark.parametrize("how", ["unchecked", "tampered"])
+@pytest.mark.parametrize("how", ["unchecked", "tampered", "relabelled-and-summed-again"])
 def test_an_unchecked_or_tampered_folder_is_refused_before_any_request(
     hub: FakeHub, cli, converted_folders, unchecked_folder, tmp_path: Path, how: str
 ) -> None:
+    folder = Path(shutil.copytree(converted_folders["text-classification"], tmp_path / "model"))
     if how == "unchecked":
         folder, expected = unchecked_folder, "it was converted with --no-check"
-    else:
-        folder = Path(shutil.copytree(converted_folders["text-classification"], tmp_path / "model"))
+    elif how == "tampered":
         (folder / "config.json").write_text((folder / "config.json").read_text().replace('"', "'", 2))
-        expected = "config.json changed since the conversion"
+        expected = "config.json changed since the conversion (SHA-256 "
+    else:  # the labels edited, then sha256sum run again: SHA256SUMS verifies, the report tells
+        config = json.loads((folder / "config.json").read_text())
+        config["id2label"] = {"0": "negative", "1": "neutral", "2": "positive"}
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+        names = sorted(p.name for p in folder.iterdir() if p.name != CHECKSUMS_NAME)
+        sums = subprocess.run(["sha256sum", *names], cwd=folder, capture_output=True, text=True, check=True).stdout
+        (folder / CHECKSUMS_NAME).write_text(sums)
+        assert subprocess.run(["sha256sum", "--check", "--quiet", CHECKSUMS_NAME], cwd=folder).returncode == 0
+        expected = (
+            "config.json changed since the conversion (its SHA-256 differs from conversion-report.json): id2label is "
+            '{"0": "negative", "1": "neutral", "2": "positive"} where conversion-report.json records'
+        )
 
     result = cli("push", "--model", folder, "--repo-id", "org/x", env={"HF_TOKEN": WRITE})
 
