@@ -214,9 +214,16 @@ def test_private_repositories(hub: FakeHub, push: Pusher, converted_folders) -> 
     assert "push: created private repository org/private-tagger" in push.lines
 
     push(converted_folders["token-classification"], "org/public-tagger", create_pr=False)
-    push(converted_folders["multiple-choice"], "org/public-tagger", private=True, create_pr=False)
-    assert not hub.repos["org/public-tagger"].private
-    assert "Warning: org/public-tagger exists and is public: --private applies to a new repository only" in push.lines
+    before = len(hub.requests)
+    with pytest.raises(PushError) as refused:
+        push(converted_folders["multiple-choice"], "org/public-tagger", private=True)
+    assert str(refused.value) == (
+        "org/public-tagger exists and is public: --private only makes a new repository private. Make it private on "
+        f"the Hub ({hub.url}/org/public-tagger/settings) and push again, or drop --private to push to the public "
+        "repository."
+    )
+    assert not hub.repos["org/public-tagger"].private and not hub.repos["org/public-tagger"].pull_requests
+    assert hub.endpoints[before:] == ["repo-info"], "refused before any upload"
 
 
 def test_files_of_an_earlier_upload_that_the_folder_does_not_hold_are_removed(

@@ -185,6 +185,27 @@ def test_an_unchecked_or_tampered_folder_is_refused_before_any_request(
     assert hub.requests == [], "refused before any request"
 
 
+def test_private_for_an_existing_public_repository_is_refused_before_any_upload(
+    hub: FakeHub, cli, converted_folders
+) -> None:
+    hub.add_repo("org/public")
+
+    result = cli(
+        "push", "--model", converted_folders["text-classification"], "--repo-id", "org/public", "--private",
+        env={"HF_TOKEN": WRITE},
+    )  # fmt: skip
+
+    line = one_error_line(result)
+    assert result.exit_code == 1
+    assert line == (
+        "Error: org/public exists and is public: --private only makes a new repository private. Make it private on "
+        f"the Hub ({hub.url}/org/public/settings) and push again, or drop --private to push to the public repository."
+    )
+    assert "Warning" not in result.stderr
+    assert hub.endpoints == ["repo-info"] and not hub.repos["org/public"].private
+    assert len(hub.repos["org/public"].history()) == 1 and not hub.repos["org/public"].pull_requests
+
+
 def test_no_token_and_a_bad_name_are_refused_before_any_request(hub: FakeHub, cli, converted_folders) -> None:
     folder = converted_folders["text-classification"]
 
@@ -306,3 +327,21 @@ def test_convert_says_the_folder_stays_when_the_hub_refuses(
         f"the checked folder is in place at {out}, so the push alone can be run again: longformer-convert push " in line
     )
     assert line.endswith(f"--model {out} --repo-id nobody/x."), "convert's names in the fix, push's in the command"
+
+
+def test_convert_with_hub_private_refuses_an_existing_public_repository(
+    hub: FakeHub, cli, task_checkpoints, base_model: Path, tmp_path: Path
+) -> None:
+    hub.add_repo("org/public")
+    out = tmp_path / "model"
+
+    result = cli(
+        "convert", "--checkpoint", task_checkpoints["text-classification"][0], "--base-model", base_model,
+        "--output", out, "--push-to-hub", "org/public", "--hub-private", env={"HF_TOKEN": WRITE},
+    )  # fmt: skip
+
+    line = one_error_line(result)
+    assert result.exit_code == 1
+    assert line.startswith("Error: org/public exists and is public: --hub-private only makes a new repository private.")
+    assert "or drop --hub-private to push to the public repository" in line
+    assert len(hub.repos["org/public"].history()) == 1 and not hub.repos["org/public"].pull_requests

@@ -75,7 +75,7 @@ def push_after_convert(output: Path, options: PushOptions, progress: Progress) -
     except PushError as exc:
         again = f"longformer-convert push --model {output} --repo-id {options.repo_id}"
         raise PushError(
-            exc.message,
+            _convert_names(exc.message) or exc.message,
             f"{_convert_names(exc.hint)}; the checked folder is in place at {output}, so the push alone can be run "
             f"again: {again}"
             if exc.hint
@@ -96,7 +96,7 @@ _PUSH_OPTION = re.compile("|".join(re.escape(name) + r"\b" for name in sorted(_C
 
 
 def _convert_names(hint: str | None) -> str | None:
-    # a fix that names push's options, for a push that convert --push-to-hub made
+    # a message or fix that names push's options, for a push that convert --push-to-hub made
     return None if hint is None else _PUSH_OPTION.sub(lambda m: _CONVERT_NAMES[m.group(0)], hint)
 
 

@@ -95,7 +95,7 @@ def push_folder(
         revision: the branch to commit to, or the pull request's base (default ``main``); with
             ``create_pr=False`` also an open pull request's ``refs/pr/N``.
         create_pr: open a pull request (the default) rather than commit to ``revision``.
-        private: create a missing repository private (an existing one keeps its visibility; the log says so).
+        private: create a missing repository private; an existing public one is refused before any upload.
         commit_message: the commit's title instead of the generated one (the description keeps the provenance).
         token: a token with write access to OWNER (``HF_TOKEN``); never printed.
         endpoint: the Hub (default: huggingface_hub's, ``HF_ENDPOINT`` or https://huggingface.co).
@@ -107,8 +107,8 @@ def push_folder(
 
     Raises:
         PushError: the folder is not checked or changed (before any request); no token; a repository name the
-            Hub refuses; a token without write access to OWNER (401/403); a missing branch; a failure that
-            persisted through the retries. Each names the fix.
+            Hub refuses; ``private`` for a repository that exists and is public; a token without write access to
+            OWNER (401/403); a missing branch; a failure that persisted through the retries. Each names the fix.
     """
     checked = verify_folder(folder)
     check_push(repo_id, revision=revision, create_pr=create_pr, commit_message=commit_message, token=token)
@@ -227,8 +227,12 @@ class _Push:
             if status_of(exc) != 404:
                 raise client.failure(exc, "reading the repository") from None
         else:
-            if self.private and not info.private:
-                client.warn(f"{client.repo_id} exists and is public: --private applies to a new repository only")
+            if self.private and not info.private:  # pushing would publish what was meant to stay private
+                raise client.error(
+                    f"{client.repo_id} exists and is public: --private only makes a new repository private",
+                    f"make it private on the Hub ({client.endpoint}/{client.repo_id}/settings) and push again, or "
+                    "drop --private to push to the public repository",
+                )
             return False
         tries: list[int] = []
 
