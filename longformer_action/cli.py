@@ -126,7 +126,8 @@ def main() -> None:
     default=None,
     metavar="OWNER/NAME",
     help="Once the check passed and the folder is in place, push it to this Hugging Face Hub repository (created "
-    "when missing), as a pull request unless --no-hub-create-pr; HF_TOKEN must have write access to OWNER.",
+    "when missing), as a pull request unless --no-hub-create-pr; the token (HF_TOKEN, else the one hf auth login "
+    "stored) must have write access to OWNER.",
 )
 @push_options("hub-")
 @debug_option
@@ -161,9 +162,13 @@ def _convert(checkpoint: Path, output: Path, debug: bool, hub: dict[str, Any] | 
     from .commands.convert import convert as run
     from .commands.push import PushOptions, hub_outputs, push_after_convert
 
-    token = os.environ.get("HF_TOKEN") or None
-    opts = ConvertOptions(token=token, **options)
-    push = PushOptions(token=token, **hub) if hub is not None else None
+    opts = ConvertOptions(token=os.environ.get("HF_TOKEN") or None, **options)
+    push = None
+    if hub is not None:
+        from .publishing.hub_client import push_token
+
+        token, token_name = push_token()
+        push = PushOptions(token=token, token_name=token_name, **hub)
 
     def work(progress: Any) -> dict[str, Any]:
         if push is not None:
@@ -185,6 +190,7 @@ def _convert(checkpoint: Path, output: Path, debug: bool, hub: dict[str, Any] | 
         owned=[output, opts.report],
         command="convert",
         debug=debug,
+        secrets=[push.token] if push is not None else [],
     )
 
 
@@ -273,16 +279,19 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
 def push(model_dir: Path, repo_id: str, debug: bool, **options: Any) -> None:
     """Push a checked folder to the Hugging Face Hub, as a pull request by default.
 
-    HF_TOKEN must have write access to OWNER. Pushing the same folder again makes no new commit and says so."""
+    The token is HF_TOKEN, else the one hf auth login stored; it must have write access to OWNER. Pushing the same
+    folder again makes no new commit and says so."""
     run_cancellable(lambda: _push(model_dir, repo_id, debug, **options))
 
 
 def _push(model_dir: Path, repo_id: str, debug: bool, **options: Any) -> None:
     from .commands.push import PushOptions, hub_outputs
     from .commands.push import push as run
+    from .publishing.hub_client import push_token
     from .publishing.summary import push_summary
 
-    opts = PushOptions(repo_id=repo_id, token=os.environ.get("HF_TOKEN") or None, **options)
+    token, token_name = push_token()
+    opts = PushOptions(repo_id=repo_id, token=token, token_name=token_name, **options)
     run_command(
         lambda progress: run(model_dir, opts, progress),
         outputs=hub_outputs,
@@ -290,6 +299,7 @@ def _push(model_dir: Path, repo_id: str, debug: bool, **options: Any) -> None:
         owned=[],
         command="push",
         debug=debug,
+        secrets=[token],
     )
 
 

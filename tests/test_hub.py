@@ -498,13 +498,17 @@ def test_a_name_the_hub_refuses_after_huggingface_hub_accepted_it_names_the_rule
     assert "letters, digits, '-', '_' and '.', at most 96 characters" in str(failed.value)
 
 
-def test_no_token_names_hf_token_before_any_request(hub: FakeHub, push: Pusher, converted_folders) -> None:
+def test_no_token_names_where_it_is_read_from_before_any_request(
+    hub: FakeHub, push: Pusher, converted_folders, tmp_path: Path
+) -> None:
     with pytest.raises(PushError) as failed:
         push(converted_folders["text-classification"], "org/x", token=None)
 
+    stored = tmp_path / "hf-home" / "token"  # where huggingface_hub reads the token hf auth login stored
     assert str(failed.value) == (
-        "no Hugging Face token: HF_TOKEN is not set, and pushing to org/x needs one. Set HF_TOKEN to a token with "
-        "write access to org: a fine-grained token with write access to org's repositories, or a classic write token."
+        f"no Hugging Face token: HF_TOKEN is not set and hf auth login stored none ({stored}), and pushing to org/x "
+        "needs one. Set HF_TOKEN to a token with write access to org: a fine-grained token with write access to "
+        "org's repositories, or a classic write token (or store one with hf auth login)."
     )
     assert hub.requests == []
 

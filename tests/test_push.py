@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,6 +218,28 @@ def test_no_token_and_a_bad_name_are_refused_before_any_request(hub: FakeHub, cl
     assert usage.exit_code == 2 and "'no-owner' is not OWNER/NAME" in usage.stderr
     assert rule.exit_code == 1 and "is refused by huggingface_hub" in one_error_line(rule)
     assert hub.requests == []
+
+
+def test_the_token_hf_auth_login_stored_is_used_and_named(hub: FakeHub, cli, converted_folders, tmp_path: Path) -> None:
+    hf = Path(sys.executable).with_name("hf")  # huggingface_hub's own command line, against the fake Hub
+    login = subprocess.run([hf, "auth", "login", "--token", WRITE], capture_output=True, text=True, timeout=120)
+    assert login.returncode == 0, login.stderr
+    stored = tmp_path / "hf-home" / "token"
+    assert stored.read_text().strip() == WRITE
+    folder = converted_folders["text-classification"]
+
+    pushed = cli("push", "--model", folder, "--repo-id", "org/stored", env=actions_env(tmp_path, ""))
+    stored.write_text(UNKNOWN)  # a token revoked since
+    refused = cli("push", "--model", folder, "--repo-id", "org/refused", env={"HF_TOKEN": ""})
+
+    assert pushed.exit_code == 0, pushed.stderr
+    assert hub.repos["org/stored"].pull_requests[0].author == "alice"
+    assert pushed.stderr.splitlines()[0] == f"::add-mask::{WRITE}", "masked before anything else"
+    assert one_error_line(refused).startswith(
+        f"Error: the Hub refused the token hf auth login stored in {stored} while reading the repository (401: "
+    )
+    shown(pushed, tmp_path / "output", tmp_path / "summary.md")
+    shown(refused)
 
 
 def test_in_github_actions_the_outputs_and_the_summary_link_the_pull_request(

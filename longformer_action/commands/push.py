@@ -15,7 +15,8 @@ from ..publishing.hub import check_push, push_folder
 
 @dataclass(frozen=True)
 class PushOptions:
-    """Where and how to push (see the command line for their meaning); ``token`` is ``HF_TOKEN``'s, never shown."""
+    """Where and how to push (see the command line for their meaning); ``token`` is the one huggingface_hub finds
+    (``publishing.hub_client.push_token``), never shown, and ``token_name`` says where it was found."""
 
     repo_id: str
     revision: str | None = None
@@ -23,6 +24,7 @@ class PushOptions:
     private: bool = False
     commit_message: str | None = None
     token: str | None = dataclasses.field(default=None, repr=False)
+    token_name: str = "HF_TOKEN"
 
     def check(self) -> None:
         """Refuse, before any work, what no request could fix: a bad name, no token, a bad title (``PushError``,
@@ -58,6 +60,7 @@ def push(model_dir: Path, options: PushOptions, progress: Progress) -> dict[str,
             private=options.private,
             commit_message=options.commit_message,
             token=options.token,
+            token_name=options.token_name,
             progress=progress,
         )
         if not result.new_commit:

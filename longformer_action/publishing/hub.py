@@ -16,7 +16,8 @@ request, with every open pull request's ``refs/pr/N``. Transient failures are re
 before the commit is retried, the comparison runs again: a commit whose answer was lost may have been made, and a
 second pull request must not open.
 
-The token is the caller's (``HF_TOKEN``); no message, log line or exception this module makes contains it.
+The token is the caller's (``HF_TOKEN``, or the token ``hf auth login`` stored: ``hub_client.push_token``); no message,
+log line or exception this module makes contains it.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def push_folder(
     private: bool = False,
     commit_message: str | None = None,
     token: str | None,
+    token_name: str = "HF_TOKEN",
     endpoint: str | None = None,
     progress: Progress,
     sleep: Callable[[float], None] | None = None,
@@ -97,7 +99,9 @@ def push_folder(
         create_pr: open a pull request (the default) rather than commit to ``revision``.
         private: create a missing repository private; an existing public one is refused before any upload.
         commit_message: the commit's title instead of the generated one (the description keeps the provenance).
-        token: a token with write access to OWNER (``HF_TOKEN``); never printed.
+        token: a token with write access to OWNER (``hub_client.push_token``: ``HF_TOKEN``, or the token ``hf auth
+            login`` stored); never printed.
+        token_name: how messages name the token (``push_token``'s second value).
         endpoint: the Hub (default: huggingface_hub's, ``HF_ENDPOINT`` or https://huggingface.co).
         progress: where the log lines go (stderr).
         sleep: waits between retries (default ``time.sleep``; tests pass a recorder).
@@ -118,6 +122,7 @@ def push_folder(
         revision=revision or "main",
         create_pr=create_pr,
         token=token,
+        token_name=token_name,
         endpoint=endpoint,
         progress=progress,
         sleep=sleep or time.sleep,
@@ -144,9 +149,12 @@ def check_push(
     """
     owner = _owner(repo_id)
     if not token:
+        from huggingface_hub import constants
+
         raise PushError(
-            f"no Hugging Face token: HF_TOKEN is not set, and pushing to {repo_id} needs one",
-            f"set HF_TOKEN to {token_scope(owner)}",
+            f"no Hugging Face token: HF_TOKEN is not set and hf auth login stored none ({constants.HF_TOKEN_PATH}), "
+            f"and pushing to {repo_id} needs one",
+            f"set HF_TOKEN to {token_scope(owner)} (or store one with hf auth login)",
         )
     if create_pr and revision is not None and revision.startswith("refs/"):
         raise PushError(
