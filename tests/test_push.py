@@ -112,7 +112,33 @@ def test_a_second_push_makes_no_commit_and_says_so(hub: FakeHub, cli, converted_
     assert len(hub.calls("commit")) == commits == 1 and len(hub.repos["org/tagger"].history()) == 2
     head = hub.repos["org/tagger"].refs["main"]
     assert f"push: no new commit: the folder's files are already on main at {head}" in again.stderr
-    assert "push: no new commit" in again.stderr.splitlines()[-1]
+    assert [line for line in again.stderr.splitlines() if "no new commit" in line] == [
+        f"push: no new commit: the folder's files are already on main at {head}"
+    ], "said once"
+    assert again.stderr.splitlines()[-1].startswith(f"push: {len(sums_of(folder))} files, ")
+    assert again.stderr.splitlines()[-1].endswith(" s)") and "nothing uploaded" in again.stderr.splitlines()[-1]
+
+
+def test_the_log_holds_the_push_lines_without_huggingface_hubs_progress_bars(
+    hub: FakeHub, cli, converted_folders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    hf_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")  # the fake Hub's default; a user's shell has none
+    monkeypatch.setattr(hf_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", None)
+    monkeypatch.setattr(hf_tqdm, "progress_bar_states", {})
+    folder = converted_folders["text-classification"]
+
+    first = cli("push", "--model", folder, "--repo-id", "org/quiet", "--no-create-pr", env={"HF_TOKEN": WRITE})
+    again = cli("push", "--model", folder, "--repo-id", "org/quiet", "--no-create-pr", env={"HF_TOKEN": WRITE})
+
+    assert (first.exit_code, again.exit_code) == (0, 0), first.stderr + again.stderr
+    for result in (first, again):
+        assert "%|" not in result.stderr and "it/s" not in result.stderr and "LFS files" not in result.stderr
+        assert all(line.startswith(("push:", "Warning:")) for line in result.stderr.splitlines()), result.stderr
+    assert "push: uploading " in first.stderr and "push: committed to main: " in first.stderr
+    assert not hf_tqdm.are_progress_bars_disabled(), "huggingface_hub's bars are back on after the push"
 
 
 def test_a_500_then_success_is_retried_and_logged(hub: FakeHub, cli, converted_folders) -> None:

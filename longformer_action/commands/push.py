@@ -63,8 +63,8 @@ def push(model_dir: Path, options: PushOptions, progress: Progress) -> dict[str,
             token_name=options.token_name,
             progress=progress,
         )
-        if not result.new_commit:
-            stage.detail = f"no new commit: the files are {result.already}"
+        if not result.new_commit:  # the push's own line said where the files already are
+            stage.detail = f"{result.files} files, {human_bytes(result.size)}, nothing uploaded"
         else:
             where = f"pull request #{result.pr_num}" if result.pr_num is not None else result.revision
             stage.detail = f"{result.files} files, {human_bytes(result.size)} in {where}"

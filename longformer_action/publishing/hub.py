@@ -22,8 +22,10 @@ log line or exception this module makes contains it.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +130,29 @@ def push_folder(
         sleep=sleep or time.sleep,
     )
     title = commit_message.strip() if commit_message else None
-    return _Push(checked, client, private=private, title=title).run()
+    with _no_progress_bars():
+        return _Push(checked, client, private=private, title=title).run()
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    # huggingface_hub's tqdm bars ("model.safetensors: 0%|...", "Upload 0 LFS files") would interleave with the push's
+    # own lines; off for the push, as they were before it. HF_HUB_DISABLE_PROGRESS_BARS=0 keeps them on: the user's
+    # environment has priority over the call (huggingface_hub warns and changes nothing, so the warning is silenced).
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if are_progress_bars_disabled():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enable_progress_bars()
 
 
 def check_push(
