@@ -127,7 +127,7 @@ def main() -> None:
     metavar="OWNER/NAME",
     help="Once the check passed and the folder is in place, push it to this Hugging Face Hub repository (created "
     "when missing), as a pull request unless --no-hub-create-pr; the token (HF_TOKEN, else the one hf auth login "
-    "stored) must have write access to OWNER.",
+    "stored) must have write access to OWNER, which the Hub is asked before converting.",
 )
 @push_options("hub-")
 @debug_option
@@ -173,6 +173,7 @@ def _convert(checkpoint: Path, output: Path, debug: bool, hub: dict[str, Any] | 
     def work(progress: Any) -> dict[str, Any]:
         if push is not None:
             push.check()  # before any work: a push that cannot be made stops the run before the conversion
+            push.check_access(progress)  # the token's user and namespaces, as the Hub says them
         report = run(checkpoint, output, opts, progress)
         return report if push is None else report | push_after_convert(output, push, progress)
 

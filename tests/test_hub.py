@@ -513,6 +513,35 @@ def test_no_token_names_where_it_is_read_from_before_any_request(
     assert hub.requests == []
 
 
+# -- before a conversion: may the token make the push? ----------------------------------------------------------------
+
+
+def test_check_access_lets_a_push_the_token_may_make_go_on(hub: FakeHub) -> None:
+    from longformer_action.publishing.hub_access import check_access
+
+    hub.add_repo("org/shared")
+    log, waits = io.StringIO(), []
+    common = {"revision": None, "private": False, "progress": Progress(log), "sleep": waits.append}
+
+    check_access("org/new", create_pr=False, token=WRITE, **common)  # alice's organisation
+    check_access("alice/new", create_pr=False, token=WRITE, **common)  # alice's own namespace
+    check_access("org/shared", create_pr=True, token=BOB, **common)  # anyone may open a pull request
+    hub.inject("whoami", 503, times=4)
+    check_access("org/new", create_pr=True, token=WRITE, **common)  # the Hub cannot tell: the conversion goes on
+
+    assert log.getvalue().splitlines() == [
+        "push: HF_TOKEN is alice's write token, a member of org; the push comes after the check",
+        "push: HF_TOKEN is alice's write token; the push comes after the check",
+        "push: HF_TOKEN is bob's write token; the push comes after the check",
+        *[f"push: the Hub answered 503 to the token's user; retrying in {w:g} s (attempt {i} of 4)" for i, w in
+          ((2, 2), (3, 4), (4, 8))],
+        "push: HF_TOKEN could not be checked before converting (the Hub answered 503); the push will try after the "
+        "check",
+    ]  # fmt: skip
+    assert hub.endpoints == ["whoami", "whoami", "whoami", "repo-info", *["whoami"] * 4]
+    assert list(hub.repos) == ["org/shared"] and waits == [2.0, 4.0, 8.0]
+
+
 # -- refusals before any request ------------------------------------------------------------------------------------
 
 

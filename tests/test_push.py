@@ -326,7 +326,8 @@ def test_convert_pushes_the_folder_once_it_is_checked_and_in_place(
 
     assert result.exit_code == 0, result.stderr
     log = result.stderr
-    assert log.index("publish: ") < log.index("push: "), "the push comes after the folder is in place"
+    assert log.index("push: HF_TOKEN is alice's write token, a member of org") < log.index("read: ")
+    assert log.index("publish: ") < log.index("push: uploading "), "the push comes after the folder is in place"
     repo = hub.repos["org/classifier"]
     assert sums_on_hub(hub, "org/classifier", "main") == sums_of(out) and not repo.pull_requests
     assert repo.commits[repo.refs["main"]].title == "Nightly classifier"
@@ -361,36 +362,80 @@ def test_convert_says_the_folder_stays_when_the_hub_refuses(
 ) -> None:
     out = tmp_path / "model"
     checkpoint = task_checkpoints["text-classification"][0]
-    hub.inject("create-repo", 404)
+    hub.inject("create-repo", 404)  # the namespace is alice's organisation: the Hub's answer comes at the push
 
     result = cli(
         "convert", "--checkpoint", checkpoint, "--base-model", base_model, "--output", out,
-        "--push-to-hub", "nobody/x", env={"HF_TOKEN": WRITE},
+        "--push-to-hub", "org/x", env={"HF_TOKEN": WRITE},
     )  # fmt: skip
 
     line = one_error_line(result)
     assert result.exit_code == 1 and (out / CHECKSUMS_NAME).is_file(), "the checked folder stays"
-    assert line.startswith("Error: the Hub has no namespace nobody (")
+    assert line.startswith("Error: the Hub has no namespace org (")
     assert "OWNER must be your user name or an existing organisation: pass --push-to-hub OWNER/NAME" in line
     assert (
         f"the checked folder is in place at {out}, so the push alone can be run again: longformer-convert push " in line
     )
-    assert line.endswith(f"--model {out} --repo-id nobody/x."), "convert's names in the fix, push's in the command"
+    assert line.endswith(f"--model {out} --repo-id org/x."), "convert's names in the fix, push's in the command"
 
 
-def test_convert_with_hub_private_refuses_an_existing_public_repository(
-    hub: FakeHub, cli, task_checkpoints, base_model: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("token", "repo_id", "options", "expected", "asked"),
+    [
+        (
+            UNKNOWN, "org/x", (),
+            "Error: the Hub refused HF_TOKEN while checking the token (401: ", ["whoami"],
+        ),
+        (
+            READ, "org/x", ("--no-hub-create-pr",),
+            "Error: HF_TOKEN is a read token of alice: it may not write to org/x. Set HF_TOKEN to a token with write "
+            "access to org: a fine-grained token with write access to org's repositories, or a classic write token.",
+            ["whoami"],
+        ),
+        (
+            WRITE, "nobody/x", (),
+            "Error: HF_TOKEN's user alice may not write to nobody (creating the repository: nobody is neither alice "
+            "nor an organisation alice may write in). Nobody must exist and be your user name or an organisation you "
+            "may create repositories in;", ["whoami", "repo-info"],
+        ),
+        (
+            BOB, "org/public", ("--no-hub-create-pr", "--hub-revision", "main"),
+            "Error: HF_TOKEN's user bob may not write to org (committing to main: org is neither bob nor an "
+            "organisation bob may write in). Set HF_TOKEN to a token with write access to org: a fine-grained token "
+            "with write access to org's repositories, or a classic write token, or push as a pull request "
+            "(--hub-create-pr).", ["whoami", "repo-info"],
+        ),
+        (
+            WRITE, "org/public", ("--hub-private",),
+            "Error: org/public exists and is public: --hub-private only makes a new repository private. Make it "
+            "private on the Hub", ["whoami", "repo-info"],
+        ),
+    ],
+    ids=["401", "read-token", "foreign-namespace", "foreign-branch", "private-of-a-public-repository"],
+)  # fmt: skip
+def test_convert_refuses_a_push_the_token_cannot_make_before_converting(
+    hub: FakeHub,
+    cli,
+    task_checkpoints,
+    base_model: Path,
+    tmp_path: Path,
+    token: str,
+    repo_id: str,
+    options: tuple[str, ...],
+    expected: str,
+    asked: list[str],
 ) -> None:
     hub.add_repo("org/public")
     out = tmp_path / "model"
 
     result = cli(
         "convert", "--checkpoint", task_checkpoints["text-classification"][0], "--base-model", base_model,
-        "--output", out, "--push-to-hub", "org/public", "--hub-private", env={"HF_TOKEN": WRITE},
+        "--output", out, "--push-to-hub", repo_id, *options, env={"HF_TOKEN": token},
     )  # fmt: skip
 
     line = one_error_line(result)
-    assert result.exit_code == 1
-    assert line.startswith("Error: org/public exists and is public: --hub-private only makes a new repository private.")
-    assert "or drop --hub-private to push to the public repository" in line
-    assert len(hub.repos["org/public"].history()) == 1 and not hub.repos["org/public"].pull_requests
+    assert result.exit_code == 1 and line.startswith(expected), line
+    assert "read: " not in result.stderr and not out.exists(), "refused before the conversion"
+    assert hub.endpoints == asked
+    assert len(hub.repos["org/public"].history()) == 1 and list(hub.repos) == ["org/public"]
+    shown(result)

@@ -40,6 +40,25 @@ class PushOptions:
         except PushError as exc:
             raise PushError(exc.message, _convert_names(exc.hint)) from None
 
+    def check_access(self, progress: Progress) -> None:
+        """Refuse, before ``convert --push-to-hub`` converts, a push the token cannot make (``PushError`` in
+        ``convert``'s option names; see ``publishing.hub_access.check_access``): asks the Hub who the token is."""
+        from ..publishing.hub_access import check_access
+
+        assert self.token is not None  # check() came first
+        try:
+            check_access(
+                self.repo_id,
+                revision=self.revision,
+                create_pr=self.create_pr,
+                private=self.private,
+                token=self.token,
+                token_name=self.token_name,
+                progress=progress,
+            )
+        except PushError as exc:
+            raise PushError(_convert_names(exc.message) or exc.message, _convert_names(exc.hint)) from None
+
 
 def push(model_dir: Path, options: PushOptions, progress: Progress) -> dict[str, Any]:
     """Push ``model_dir`` (a folder ``convert`` wrote and checked) to the Hub; return ``{"hub": ...}``.

@@ -66,7 +66,7 @@ def run_command(
 
     actions = Actions.detect()
     if actions:
-        for secret in [os.environ.get("HF_TOKEN"), *(secrets or [])]:
+        for secret in dict.fromkeys([os.environ.get("HF_TOKEN"), *(secrets or [])]):  # each once, in order
             actions.add_mask(secret)
         debug = debug or os.environ.get("RUNNER_DEBUG") == "1"  # a re-run with debug logging
     progress = ActionsProgress(actions.stream) if actions else Progress()

@@ -34,7 +34,7 @@ from ..errors import PushError, issues_url
 from ..progress import Progress, human_bytes
 from ..registry.files import CHECKSUMS_NAME
 from .checked import TITLE_LIMIT, CheckedFolder, CommitMessage, commit_message, verify_folder
-from .hub_answers import NAME_RULE, one_line, status_of, token_scope
+from .hub_answers import NAME_RULE, one_line, public_repository, status_of, token_scope
 from .hub_client import HubClient
 from .hub_remote import GITATTRIBUTES, Found, Remote
 
@@ -260,11 +260,7 @@ class _Push:
                 raise client.failure(exc, "reading the repository") from None
         else:
             if self.private and not info.private:  # pushing would publish what was meant to stay private
-                raise client.error(
-                    f"{client.repo_id} exists and is public: --private only makes a new repository private",
-                    f"make it private on the Hub ({client.endpoint}/{client.repo_id}/settings) and push again, or "
-                    "drop --private to push to the public repository",
-                )
+                raise client.error(*public_repository(client.repo_id, client.endpoint))
             return False
         tries: list[int] = []
 
