@@ -80,7 +80,8 @@ def main() -> None:
     default=None,
     type=LABELS,
     metavar="A,B,...",
-    help="Label names in output order (id2label); default: from the hyper-parameters when they hold them.",
+    help="Label names in output order (id2label); default: from the hyper-parameters when they hold them. Names "
+    "that differ from the ones the hyper-parameters record replace them, with a warning naming both.",
 )
 @click.option(
     "--problem-type",
