@@ -266,8 +266,8 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
     "model_dir",
     required=True,
     type=click.Path(path_type=Path),
-    help="The folder convert wrote: pushed only when its conversion-report.json says the check passed and its "
-    "SHA256SUMS verifies.",
+    help="The folder convert wrote: pushed only when its conversion-report.json says the check passed and every "
+    "file is as the report records it (SHA256SUMS verifies too).",
 )
 @click.option(
     "--repo-id",

@@ -7,6 +7,7 @@ huggingface_hub retries the preupload, the LFS transfers and the tree listings i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -152,8 +153,6 @@ def push_token() -> tuple[str | None, str]:
     Raises:
         PushError: huggingface_hub could not get the token (an OIDC exchange that failed).
     """
-    import os
-
     from huggingface_hub import constants, get_token
 
     try:
