@@ -80,7 +80,8 @@ def main() -> None:
     default=None,
     type=LABELS,
     metavar="A,B,...",
-    help="Label names in output order (id2label); default: from the hyper-parameters when they hold them.",
+    help="Label names in output order (id2label); default: from the hyper-parameters when they hold them. Names "
+    "that differ from the ones the hyper-parameters record replace them, with a warning naming both.",
 )
 @click.option(
     "--problem-type",
@@ -126,7 +127,8 @@ def main() -> None:
     default=None,
     metavar="OWNER/NAME",
     help="Once the check passed and the folder is in place, push it to this Hugging Face Hub repository (created "
-    "when missing), as a pull request unless --no-hub-create-pr; HF_TOKEN must have write access to OWNER.",
+    "when missing), as a pull request unless --no-hub-create-pr; the token (HF_TOKEN, else the one hf auth login "
+    "stored) must have write access to OWNER, which the Hub is asked before converting.",
 )
 @push_options("hub-")
 @debug_option
@@ -161,13 +163,18 @@ def _convert(checkpoint: Path, output: Path, debug: bool, hub: dict[str, Any] | 
     from .commands.convert import convert as run
     from .commands.push import PushOptions, hub_outputs, push_after_convert
 
-    token = os.environ.get("HF_TOKEN") or None
-    opts = ConvertOptions(token=token, **options)
-    push = PushOptions(token=token, **hub) if hub is not None else None
+    opts = ConvertOptions(token=os.environ.get("HF_TOKEN") or None, **options)
+    push = None
+    if hub is not None:
+        from .publishing.hub_client import push_token
+
+        token, token_name = push_token()
+        push = PushOptions(token=token, token_name=token_name, **hub)
 
     def work(progress: Any) -> dict[str, Any]:
         if push is not None:
             push.check()  # before any work: a push that cannot be made stops the run before the conversion
+            push.check_access(progress)  # the token's user and namespaces, as the Hub says them
         report = run(checkpoint, output, opts, progress)
         return report if push is None else report | push_after_convert(output, push, progress)
 
@@ -185,6 +192,7 @@ def _convert(checkpoint: Path, output: Path, debug: bool, hub: dict[str, Any] | 
         owned=[output, opts.report],
         command="convert",
         debug=debug,
+        secrets=[push.token] if push is not None else [],
     )
 
 
@@ -258,8 +266,8 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
     "model_dir",
     required=True,
     type=click.Path(path_type=Path),
-    help="The folder convert wrote: pushed only when its conversion-report.json says the check passed and its "
-    "SHA256SUMS verifies.",
+    help="The folder convert wrote: pushed only when its conversion-report.json says the check passed and every "
+    "file is as the report records it (SHA256SUMS verifies too).",
 )
 @click.option(
     "--repo-id",
@@ -273,16 +281,19 @@ def inspect(checkpoint: Path, as_json: bool, trust_checkpoint: bool, debug: bool
 def push(model_dir: Path, repo_id: str, debug: bool, **options: Any) -> None:
     """Push a checked folder to the Hugging Face Hub, as a pull request by default.
 
-    HF_TOKEN must have write access to OWNER. Pushing the same folder again makes no new commit and says so."""
+    The token is HF_TOKEN, else the one hf auth login stored; it must have write access to OWNER. Pushing the same
+    folder again makes no new commit and says so."""
     run_cancellable(lambda: _push(model_dir, repo_id, debug, **options))
 
 
 def _push(model_dir: Path, repo_id: str, debug: bool, **options: Any) -> None:
     from .commands.push import PushOptions, hub_outputs
     from .commands.push import push as run
+    from .publishing.hub_client import push_token
     from .publishing.summary import push_summary
 
-    opts = PushOptions(repo_id=repo_id, token=os.environ.get("HF_TOKEN") or None, **options)
+    token, token_name = push_token()
+    opts = PushOptions(repo_id=repo_id, token=token, token_name=token_name, **options)
     run_command(
         lambda progress: run(model_dir, opts, progress),
         outputs=hub_outputs,
@@ -290,6 +301,7 @@ def _push(model_dir: Path, repo_id: str, debug: bool, **options: Any) -> None:
         owned=[],
         command="push",
         debug=debug,
+        secrets=[token],
     )
 
 

@@ -232,7 +232,8 @@ def push_options(prefix: str = "") -> Any:
         click.option(
             f"{flag}private",
             is_flag=True,
-            help="Create the repository private when it does not exist (an existing one keeps its visibility).",
+            help="Create the repository private when it does not exist; a repository that exists and is public is "
+            "refused before any upload (make it private on the Hub, or drop this flag).",
         ),
         click.option(
             f"{flag}commit-message",

@@ -359,6 +359,25 @@ def test_without_hub_repo_nothing_is_pushed_and_no_token_is_needed(runner):
     assert (runner.outputs()["hub-repo"], runner.outputs()["attest"]) == ("", "false")
 
 
+def test_hub_token_without_hub_repo_warns_that_nothing_is_pushed(runner):
+    result = run_validation(runner, checkpoint="a.ckpt", **{"hub-token": "hf_write_Zr7"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = commands(result.stdout + result.stderr, "warning")
+    assert len(warnings) == 1, result.stdout
+    _, props, message = parse_command(warnings[0])
+    assert props == {"title": "Input 'hub-token' is not used"}
+    assert message == (
+        "Input 'hub-token' is set but 'hub-repo' is empty, so nothing will be pushed to the Hugging Face Hub. "
+        "Fix: set `hub-repo: OWNER/NAME` to push the checked folder there, or remove `hub-token`."
+    )
+    assert result.stdout.splitlines()[0] == "::add-mask::hf_write_Zr7", "masked before the warning"
+    assert runner.outputs()["hub-repo"] == "" and "hf_write" not in runner.output.read_text()
+
+    for given in ({}, {"hub-repo": "org/model", "hub-token": "hf_write_Zr7"}):  # nothing to warn of
+        result = run_validation(runner, checkpoint="a.ckpt", **given)
+        assert result.returncode == 0 and commands(result.stdout + result.stderr, "warning") == [], given
+
+
 @pytest.mark.parametrize(
     ("given", "bad"),
     [

@@ -411,6 +411,53 @@ def test_usage_errors_exit_2(cli, checkpoints, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_labels_that_replace_different_recorded_labels_are_one_warning_and_in_the_report(
+    cli, fabric_checkpoint, base_model, tmp_path
+):
+    from .conftest import FABRIC_LABELS  # what the Fabric checkpoint's hyper-parameters record
+
+    common = ["convert", "--checkpoint", fabric_checkpoint, "--base-model", base_model]
+    swapped = cli(*common, "--output", tmp_path / "swapped", "--labels", "O,I-PER,B-PER")
+    same = cli(*common, "--output", tmp_path / "same", "--labels", ",".join(FABRIC_LABELS), "--no-check")
+    assert swapped.exit_code == 0 and same.exit_code == 0, swapped.stderr + same.stderr
+
+    warnings = [line for line in swapped.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [
+        "Warning: --labels [O, I-PER, B-PER] differs from the labels hyper-parameter 'labels' records "
+        "[O, B-PER, I-PER]: --labels wins; if its order or names are wrong, the model is mislabelled"
+    ]
+    report = json.loads((tmp_path / "swapped" / "conversion-report.json").read_text())
+    assert report["conversion"]["labels_overridden"] == {
+        "recorded": FABRIC_LABELS,
+        "recorded_from": "hyper-parameter 'labels'",
+    }
+    assert report["conversion"]["id2label"] == {"0": "O", "1": "I-PER", "2": "B-PER"}
+    assert report["conversion"]["labels_from"] == "--labels"
+    assert "Warning" not in same.stderr
+    assert (
+        json.loads((tmp_path / "same" / "conversion-report.json").read_text())["conversion"]["labels_overridden"]
+        is None
+    )
+
+
+def test_the_labels_warning_shows_at_most_eight_names_of_each_list(cli, trained_checkpoint, base_model, tmp_path):
+    recorded = [f"tag{i}" for i in range(10)]
+    checkpoint = trained_checkpoint("token-classification", num_labels=10, labels=recorded)
+    given = ",".join(f"T{i}" for i in range(10))
+
+    result = cli("convert", "--checkpoint", checkpoint, "--base-model", base_model, "--output", tmp_path / "m",
+                 "--labels", given, "--no-check")  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("Warning:")] == [
+        "Warning: --labels [T0, T1, T2, T3, T4, T5, T6, T7 and 2 more] differs from the labels hyper-parameter "
+        "'labels' records [tag0, tag1, tag2, tag3, tag4, tag5, tag6, tag7 and 2 more]: --labels wins; if its order "
+        "or names are wrong, the model is mislabelled"
+    ]
+    report = json.loads((tmp_path / "m" / "conversion-report.json").read_text())
+    assert report["conversion"]["labels_overridden"]["recorded"] == recorded, "the report keeps the whole list"
+
+
 def test_untrusted_tensor_subclass_is_refused(cli, base_model, checkpoints, tmp_path):
     ckpt = torch.load(checkpoints["plain"], weights_only=False, map_location="cpu")
     key = "model.qa_outputs.bias"

@@ -214,9 +214,16 @@ def test_private_repositories(hub: FakeHub, push: Pusher, converted_folders) -> 
     assert "push: created private repository org/private-tagger" in push.lines
 
     push(converted_folders["token-classification"], "org/public-tagger", create_pr=False)
-    push(converted_folders["multiple-choice"], "org/public-tagger", private=True, create_pr=False)
-    assert not hub.repos["org/public-tagger"].private
-    assert "Warning: org/public-tagger exists and is public: --private applies to a new repository only" in push.lines
+    before = len(hub.requests)
+    with pytest.raises(PushError) as refused:
+        push(converted_folders["multiple-choice"], "org/public-tagger", private=True)
+    assert str(refused.value) == (
+        "org/public-tagger exists and is public: --private only makes a new repository private. Make it private on "
+        f"the Hub ({hub.url}/org/public-tagger/settings) and push again, or drop --private to push to the public "
+        "repository."
+    )
+    assert not hub.repos["org/public-tagger"].private and not hub.repos["org/public-tagger"].pull_requests
+    assert hub.endpoints[before:] == ["repo-info"], "refused before any upload"
 
 
 def test_files_of_an_earlier_upload_that_the_folder_does_not_hold_are_removed(
@@ -491,15 +498,48 @@ def test_a_name_the_hub_refuses_after_huggingface_hub_accepted_it_names_the_rule
     assert "letters, digits, '-', '_' and '.', at most 96 characters" in str(failed.value)
 
 
-def test_no_token_names_hf_token_before_any_request(hub: FakeHub, push: Pusher, converted_folders) -> None:
+def test_no_token_names_where_it_is_read_from_before_any_request(
+    hub: FakeHub, push: Pusher, converted_folders, tmp_path: Path
+) -> None:
     with pytest.raises(PushError) as failed:
         push(converted_folders["text-classification"], "org/x", token=None)
 
+    stored = tmp_path / "hf-home" / "token"  # where huggingface_hub reads the token hf auth login stored
     assert str(failed.value) == (
-        "no Hugging Face token: HF_TOKEN is not set, and pushing to org/x needs one. Set HF_TOKEN to a token with "
-        "write access to org: a fine-grained token with write access to org's repositories, or a classic write token."
+        f"no Hugging Face token: HF_TOKEN is not set and hf auth login stored none ({stored}), and pushing to org/x "
+        "needs one. Set HF_TOKEN to a token with write access to org: a fine-grained token with write access to "
+        "org's repositories, or a classic write token (or store one with hf auth login)."
     )
     assert hub.requests == []
+
+
+# -- before a conversion: may the token make the push? ----------------------------------------------------------------
+
+
+def test_check_access_lets_a_push_the_token_may_make_go_on(hub: FakeHub) -> None:
+    from longformer_action.publishing.hub_access import check_access
+
+    hub.add_repo("org/shared")
+    log, waits = io.StringIO(), []
+    common = {"revision": None, "private": False, "progress": Progress(log), "sleep": waits.append}
+
+    check_access("org/new", create_pr=False, token=WRITE, **common)  # alice's organisation
+    check_access("alice/new", create_pr=False, token=WRITE, **common)  # alice's own namespace
+    check_access("org/shared", create_pr=True, token=BOB, **common)  # anyone may open a pull request
+    hub.inject("whoami", 503, times=4)
+    check_access("org/new", create_pr=True, token=WRITE, **common)  # the Hub cannot tell: the conversion goes on
+
+    assert log.getvalue().splitlines() == [
+        "push: HF_TOKEN is alice's write token, a member of org; the push comes after the check",
+        "push: HF_TOKEN is alice's write token; the push comes after the check",
+        "push: HF_TOKEN is bob's write token; the push comes after the check",
+        *[f"push: the Hub answered 503 to the token's user; retrying in {w:g} s (attempt {i} of 4)" for i, w in
+          ((2, 2), (3, 4), (4, 8))],
+        "push: HF_TOKEN could not be checked before converting (the Hub answered 503); the push will try after the "
+        "check",
+    ]  # fmt: skip
+    assert hub.endpoints == ["whoami", "whoami", "whoami", "repo-info", *["whoami"] * 4]
+    assert list(hub.repos) == ["org/shared"] and waits == [2.0, 4.0, 8.0]
 
 
 # -- refusals before any request ------------------------------------------------------------------------------------
@@ -566,6 +606,38 @@ def test_an_unchecked_or_tampered_folder_is_refused_before_any_request(
 
     assert str(refused.value).startswith(f"{folder} is not pushed: ") and expected in str(refused.value)
     assert fix in str(refused.value)
+    assert hub.requests == [] and not hub.repos
+
+
+@pytest.mark.parametrize("how", ["relabelled", "added"])
+def test_an_edit_hidden_by_a_rewritten_sha256sums_is_refused_as_verify_refuses_it(
+    hub: FakeHub, push: Pusher, converted_folders, tmp_path: Path, how: str
+) -> None:
+    folder = copy(converted_folders["text-classification"], tmp_path)
+    if how == "relabelled":  # id2label edited, then `sha256sum` run again: SHA256SUMS verifies
+        config = json.loads((folder / "config.json").read_text())
+        labels = {"0": "POS", "1": "NEU", "2": "NEG"}
+        (folder / "config.json").write_text(json.dumps({**config, "id2label": labels}, indent=2))
+        expected = (
+            "config.json changed since the conversion (its SHA-256 differs from conversion-report.json): id2label is "
+            '{"0": "POS", "1": "NEU", "2": "NEG"} where conversion-report.json records {"0": "LABEL_0"'
+        )
+    else:
+        (folder / "notes.txt").write_text("not converted\n")
+        expected = "notes.txt is not among the files conversion-report.json records"
+    rewrite_sums(folder)
+
+    with pytest.raises(PushError) as refused:
+        push(folder, "org/x")
+
+    message = str(refused.value)
+    assert message.startswith(f"{folder} is not pushed: {expected}"), message
+    assert "(SHA256SUMS was written again after the conversion)" in message
+    assert (
+        "A folder is pushed only as it was checked: convert again (longformer-convert convert ... --output DIR) and "
+        "push the new folder, or run " in message
+    )
+    assert f"longformer-convert verify --model {folder} --checkpoint CKPT to see what changed" in message
     assert hub.requests == [] and not hub.repos
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,7 +112,33 @@ def test_a_second_push_makes_no_commit_and_says_so(hub: FakeHub, cli, converted_
     assert len(hub.calls("commit")) == commits == 1 and len(hub.repos["org/tagger"].history()) == 2
     head = hub.repos["org/tagger"].refs["main"]
     assert f"push: no new commit: the folder's files are already on main at {head}" in again.stderr
-    assert "push: no new commit" in again.stderr.splitlines()[-1]
+    assert [line for line in again.stderr.splitlines() if "no new commit" in line] == [
+        f"push: no new commit: the folder's files are already on main at {head}"
+    ], "said once"
+    assert again.stderr.splitlines()[-1].startswith(f"push: {len(sums_of(folder))} files, ")
+    assert again.stderr.splitlines()[-1].endswith(" s)") and "nothing uploaded" in again.stderr.splitlines()[-1]
+
+
+def test_the_log_holds_the_push_lines_without_huggingface_hubs_progress_bars(
+    hub: FakeHub, cli, converted_folders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    hf_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")  # the fake Hub's default; a user's shell has none
+    monkeypatch.setattr(hf_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", None)
+    monkeypatch.setattr(hf_tqdm, "progress_bar_states", {})
+    folder = converted_folders["text-classification"]
+
+    first = cli("push", "--model", folder, "--repo-id", "org/quiet", "--no-create-pr", env={"HF_TOKEN": WRITE})
+    again = cli("push", "--model", folder, "--repo-id", "org/quiet", "--no-create-pr", env={"HF_TOKEN": WRITE})
+
+    assert (first.exit_code, again.exit_code) == (0, 0), first.stderr + again.stderr
+    for result in (first, again):
+        assert "%|" not in result.stderr and "it/s" not in result.stderr and "LFS files" not in result.stderr
+        assert all(line.startswith(("push:", "Warning:")) for line in result.stderr.splitlines()), result.stderr
+    assert "push: uploading " in first.stderr and "push: committed to main: " in first.stderr
+    assert not hf_tqdm.are_progress_bars_disabled(), "huggingface_hub's bars are back on after the push"
 
 
 def test_a_500_then_success_is_retried_and_logged(hub: FakeHub, cli, converted_folders) -> None:
@@ -154,22 +182,55 @@ def test_a_refusal_is_one_error_line_with_its_fix(
     shown(result)
 
 
-@pytest.mark.parametrize("how", ["unchecked", "tampered"])
+@pytest.mark.parametrize("how", ["unchecked", "tampered", "relabelled-and-summed-again"])
 def test_an_unchecked_or_tampered_folder_is_refused_before_any_request(
     hub: FakeHub, cli, converted_folders, unchecked_folder, tmp_path: Path, how: str
 ) -> None:
+    folder = Path(shutil.copytree(converted_folders["text-classification"], tmp_path / "model"))
     if how == "unchecked":
         folder, expected = unchecked_folder, "it was converted with --no-check"
-    else:
-        folder = Path(shutil.copytree(converted_folders["text-classification"], tmp_path / "model"))
+    elif how == "tampered":
         (folder / "config.json").write_text((folder / "config.json").read_text().replace('"', "'", 2))
-        expected = "config.json changed since the conversion"
+        expected = "config.json changed since the conversion (SHA-256 "
+    else:  # the labels edited, then sha256sum run again: SHA256SUMS verifies, the report tells
+        config = json.loads((folder / "config.json").read_text())
+        config["id2label"] = {"0": "negative", "1": "neutral", "2": "positive"}
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+        names = sorted(p.name for p in folder.iterdir() if p.name != CHECKSUMS_NAME)
+        sums = subprocess.run(["sha256sum", *names], cwd=folder, capture_output=True, text=True, check=True).stdout
+        (folder / CHECKSUMS_NAME).write_text(sums)
+        assert subprocess.run(["sha256sum", "--check", "--quiet", CHECKSUMS_NAME], cwd=folder).returncode == 0
+        expected = (
+            "config.json changed since the conversion (its SHA-256 differs from conversion-report.json): id2label is "
+            '{"0": "negative", "1": "neutral", "2": "positive"} where conversion-report.json records'
+        )
 
     result = cli("push", "--model", folder, "--repo-id", "org/x", env={"HF_TOKEN": WRITE})
 
     line = one_error_line(result)
     assert result.exit_code == 1 and line.startswith(f"Error: {folder} is not pushed: ") and expected in line
     assert hub.requests == [], "refused before any request"
+
+
+def test_private_for_an_existing_public_repository_is_refused_before_any_upload(
+    hub: FakeHub, cli, converted_folders
+) -> None:
+    hub.add_repo("org/public")
+
+    result = cli(
+        "push", "--model", converted_folders["text-classification"], "--repo-id", "org/public", "--private",
+        env={"HF_TOKEN": WRITE},
+    )  # fmt: skip
+
+    line = one_error_line(result)
+    assert result.exit_code == 1
+    assert line == (
+        "Error: org/public exists and is public: --private only makes a new repository private. Make it private on "
+        f"the Hub ({hub.url}/org/public/settings) and push again, or drop --private to push to the public repository."
+    )
+    assert "Warning" not in result.stderr
+    assert hub.endpoints == ["repo-info"] and not hub.repos["org/public"].private
+    assert len(hub.repos["org/public"].history()) == 1 and not hub.repos["org/public"].pull_requests
 
 
 def test_no_token_and_a_bad_name_are_refused_before_any_request(hub: FakeHub, cli, converted_folders) -> None:
@@ -183,6 +244,28 @@ def test_no_token_and_a_bad_name_are_refused_before_any_request(hub: FakeHub, cl
     assert usage.exit_code == 2 and "'no-owner' is not OWNER/NAME" in usage.stderr
     assert rule.exit_code == 1 and "is refused by huggingface_hub" in one_error_line(rule)
     assert hub.requests == []
+
+
+def test_the_token_hf_auth_login_stored_is_used_and_named(hub: FakeHub, cli, converted_folders, tmp_path: Path) -> None:
+    hf = Path(sys.executable).with_name("hf")  # huggingface_hub's own command line, against the fake Hub
+    login = subprocess.run([hf, "auth", "login", "--token", WRITE], capture_output=True, text=True, timeout=120)
+    assert login.returncode == 0, login.stderr
+    stored = tmp_path / "hf-home" / "token"
+    assert stored.read_text().strip() == WRITE
+    folder = converted_folders["text-classification"]
+
+    pushed = cli("push", "--model", folder, "--repo-id", "org/stored", env=actions_env(tmp_path, ""))
+    stored.write_text(UNKNOWN)  # a token revoked since
+    refused = cli("push", "--model", folder, "--repo-id", "org/refused", env={"HF_TOKEN": ""})
+
+    assert pushed.exit_code == 0, pushed.stderr
+    assert hub.repos["org/stored"].pull_requests[0].author == "alice"
+    assert pushed.stderr.splitlines()[0] == f"::add-mask::{WRITE}", "masked before anything else"
+    assert one_error_line(refused).startswith(
+        f"Error: the Hub refused the token hf auth login stored in {stored} while reading the repository (401: "
+    )
+    shown(pushed, tmp_path / "output", tmp_path / "summary.md")
+    shown(refused)
 
 
 def test_in_github_actions_the_outputs_and_the_summary_link_the_pull_request(
@@ -243,7 +326,8 @@ def test_convert_pushes_the_folder_once_it_is_checked_and_in_place(
 
     assert result.exit_code == 0, result.stderr
     log = result.stderr
-    assert log.index("publish: ") < log.index("push: "), "the push comes after the folder is in place"
+    assert log.index("push: HF_TOKEN is alice's write token, a member of org") < log.index("read: ")
+    assert log.index("publish: ") < log.index("push: uploading "), "the push comes after the folder is in place"
     repo = hub.repos["org/classifier"]
     assert sums_on_hub(hub, "org/classifier", "main") == sums_of(out) and not repo.pull_requests
     assert repo.commits[repo.refs["main"]].title == "Nightly classifier"
@@ -278,18 +362,80 @@ def test_convert_says_the_folder_stays_when_the_hub_refuses(
 ) -> None:
     out = tmp_path / "model"
     checkpoint = task_checkpoints["text-classification"][0]
-    hub.inject("create-repo", 404)
+    hub.inject("create-repo", 404)  # the namespace is alice's organisation: the Hub's answer comes at the push
 
     result = cli(
         "convert", "--checkpoint", checkpoint, "--base-model", base_model, "--output", out,
-        "--push-to-hub", "nobody/x", env={"HF_TOKEN": WRITE},
+        "--push-to-hub", "org/x", env={"HF_TOKEN": WRITE},
     )  # fmt: skip
 
     line = one_error_line(result)
     assert result.exit_code == 1 and (out / CHECKSUMS_NAME).is_file(), "the checked folder stays"
-    assert line.startswith("Error: the Hub has no namespace nobody (")
+    assert line.startswith("Error: the Hub has no namespace org (")
     assert "OWNER must be your user name or an existing organisation: pass --push-to-hub OWNER/NAME" in line
     assert (
         f"the checked folder is in place at {out}, so the push alone can be run again: longformer-convert push " in line
     )
-    assert line.endswith(f"--model {out} --repo-id nobody/x."), "convert's names in the fix, push's in the command"
+    assert line.endswith(f"--model {out} --repo-id org/x."), "convert's names in the fix, push's in the command"
+
+
+@pytest.mark.parametrize(
+    ("token", "repo_id", "options", "expected", "asked"),
+    [
+        (
+            UNKNOWN, "org/x", (),
+            "Error: the Hub refused HF_TOKEN while checking the token (401: ", ["whoami"],
+        ),
+        (
+            READ, "org/x", ("--no-hub-create-pr",),
+            "Error: HF_TOKEN is a read token of alice: it may not write to org/x. Set HF_TOKEN to a token with write "
+            "access to org: a fine-grained token with write access to org's repositories, or a classic write token.",
+            ["whoami"],
+        ),
+        (
+            WRITE, "nobody/x", (),
+            "Error: HF_TOKEN's user alice may not write to nobody (creating the repository: nobody is neither alice "
+            "nor an organisation alice may write in). Nobody must exist and be your user name or an organisation you "
+            "may create repositories in;", ["whoami", "repo-info"],
+        ),
+        (
+            BOB, "org/public", ("--no-hub-create-pr", "--hub-revision", "main"),
+            "Error: HF_TOKEN's user bob may not write to org (committing to main: org is neither bob nor an "
+            "organisation bob may write in). Set HF_TOKEN to a token with write access to org: a fine-grained token "
+            "with write access to org's repositories, or a classic write token, or push as a pull request "
+            "(--hub-create-pr).", ["whoami", "repo-info"],
+        ),
+        (
+            WRITE, "org/public", ("--hub-private",),
+            "Error: org/public exists and is public: --hub-private only makes a new repository private. Make it "
+            "private on the Hub", ["whoami", "repo-info"],
+        ),
+    ],
+    ids=["401", "read-token", "foreign-namespace", "foreign-branch", "private-of-a-public-repository"],
+)  # fmt: skip
+def test_convert_refuses_a_push_the_token_cannot_make_before_converting(
+    hub: FakeHub,
+    cli,
+    task_checkpoints,
+    base_model: Path,
+    tmp_path: Path,
+    token: str,
+    repo_id: str,
+    options: tuple[str, ...],
+    expected: str,
+    asked: list[str],
+) -> None:
+    hub.add_repo("org/public")
+    out = tmp_path / "model"
+
+    result = cli(
+        "convert", "--checkpoint", task_checkpoints["text-classification"][0], "--base-model", base_model,
+        "--output", out, "--push-to-hub", repo_id, *options, env={"HF_TOKEN": token},
+    )  # fmt: skip
+
+    line = one_error_line(result)
+    assert result.exit_code == 1 and line.startswith(expected), line
+    assert "read: " not in result.stderr and not out.exists(), "refused before the conversion"
+    assert hub.endpoints == asked
+    assert len(hub.repos["org/public"].history()) == 1 and list(hub.repos) == ["org/public"]
+    shown(result)

@@ -239,6 +239,31 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
     return plan
 
 
+#: The annotation's title of an input that is valid but will not do what it seems to ask for.
+UNUSED_TITLE = "Input '{name}' is not used"
+
+
+def input_warnings(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(title, message)`` of each input that is valid but will do nothing, for a warning annotation.
+
+    ``hub-token`` without ``hub-repo``: nothing is pushed (``hub-repo`` is what asks for the push), so a workflow
+    that meant to publish the model would succeed without doing it.
+
+    Args:
+        environ: the step's environment (``INPUT_*``), already validated by ``plan_inputs``.
+    """
+    warnings = []
+    if action_input(environ, "hub-token") and not action_input(environ, "hub-repo"):
+        warnings.append(
+            (
+                UNUSED_TITLE.format(name="hub-token"),
+                "Input 'hub-token' is set but 'hub-repo' is empty, so nothing will be pushed to the Hugging Face Hub. "
+                "Fix: set `hub-repo: OWNER/NAME` to push the checked folder there, or remove `hub-token`.",
+            )
+        )
+    return warnings
+
+
 def _hub_plan(environ: Mapping[str, str], *, checked: bool) -> dict[str, str]:
     """The push's inputs: ``hub-repo`` (empty: no push), ``hub-revision``, ``hub-create-pr``, ``hub-private``;
     ``hub-token`` must be set when ``hub-repo`` is (it is masked before this runs and never planned)."""

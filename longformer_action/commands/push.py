@@ -15,7 +15,8 @@ from ..publishing.hub import check_push, push_folder
 
 @dataclass(frozen=True)
 class PushOptions:
-    """Where and how to push (see the command line for their meaning); ``token`` is ``HF_TOKEN``'s, never shown."""
+    """Where and how to push (see the command line for their meaning); ``token`` is the one huggingface_hub finds
+    (``publishing.hub_client.push_token``), never shown, and ``token_name`` says where it was found."""
 
     repo_id: str
     revision: str | None = None
@@ -23,6 +24,7 @@ class PushOptions:
     private: bool = False
     commit_message: str | None = None
     token: str | None = dataclasses.field(default=None, repr=False)
+    token_name: str = "HF_TOKEN"
 
     def check(self) -> None:
         """Refuse, before any work, what no request could fix: a bad name, no token, a bad title (``PushError``,
@@ -37,6 +39,25 @@ class PushOptions:
             )
         except PushError as exc:
             raise PushError(exc.message, _convert_names(exc.hint)) from None
+
+    def check_access(self, progress: Progress) -> None:
+        """Refuse, before ``convert --push-to-hub`` converts, a push the token cannot make (``PushError`` in
+        ``convert``'s option names; see ``publishing.hub_access.check_access``): asks the Hub who the token is."""
+        from ..publishing.hub_access import check_access
+
+        assert self.token is not None  # check() came first
+        try:
+            check_access(
+                self.repo_id,
+                revision=self.revision,
+                create_pr=self.create_pr,
+                private=self.private,
+                token=self.token,
+                token_name=self.token_name,
+                progress=progress,
+            )
+        except PushError as exc:
+            raise PushError(_convert_names(exc.message) or exc.message, _convert_names(exc.hint)) from None
 
 
 def push(model_dir: Path, options: PushOptions, progress: Progress) -> dict[str, Any]:
@@ -58,10 +79,11 @@ def push(model_dir: Path, options: PushOptions, progress: Progress) -> dict[str,
             private=options.private,
             commit_message=options.commit_message,
             token=options.token,
+            token_name=options.token_name,
             progress=progress,
         )
-        if not result.new_commit:
-            stage.detail = f"no new commit: the files are {result.already}"
+        if not result.new_commit:  # the push's own line said where the files already are
+            stage.detail = f"{result.files} files, {human_bytes(result.size)}, nothing uploaded"
         else:
             where = f"pull request #{result.pr_num}" if result.pr_num is not None else result.revision
             stage.detail = f"{result.files} files, {human_bytes(result.size)} in {where}"
@@ -75,7 +97,7 @@ def push_after_convert(output: Path, options: PushOptions, progress: Progress) -
     except PushError as exc:
         again = f"longformer-convert push --model {output} --repo-id {options.repo_id}"
         raise PushError(
-            exc.message,
+            _convert_names(exc.message) or exc.message,
             f"{_convert_names(exc.hint)}; the checked folder is in place at {output}, so the push alone can be run "
             f"again: {again}"
             if exc.hint
@@ -96,7 +118,7 @@ _PUSH_OPTION = re.compile("|".join(re.escape(name) + r"\b" for name in sorted(_C
 
 
 def _convert_names(hint: str | None) -> str | None:
-    # a fix that names push's options, for a push that convert --push-to-hub made
+    # a message or fix that names push's options, for a push that convert --push-to-hub made
     return None if hint is None else _PUSH_OPTION.sub(lambda m: _CONVERT_NAMES[m.group(0)], hint)
 
 

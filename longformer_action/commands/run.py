@@ -47,6 +47,7 @@ def run_command(
     owned: list[Path | None],
     command: str,
     debug: bool = False,
+    secrets: list[str | None] | None = None,
 ) -> dict[str, Any]:
     """Run a command's work; in GitHub Actions add groups, annotations, outputs and the summary.
 
@@ -57,13 +58,16 @@ def run_command(
         owned: paths the command wrote, handed back to the workspace's owner in a container.
         command: the command's name, for an unexpected error's line.
         debug: print a bug's traceback too.
+        secrets: masked in GitHub Actions before anything is printed, beside ``HF_TOKEN`` (the push's token, which
+            may come from the file ``hf auth login`` wrote).
     """
     from ..action.toolkit import Actions
     from ..progress import ActionsProgress, Progress
 
     actions = Actions.detect()
     if actions:
-        actions.add_mask(os.environ.get("HF_TOKEN"))
+        for secret in dict.fromkeys([os.environ.get("HF_TOKEN"), *(secrets or [])]):  # each once, in order
+            actions.add_mask(secret)
         debug = debug or os.environ.get("RUNNER_DEBUG") == "1"  # a re-run with debug logging
     progress = ActionsProgress(actions.stream) if actions else Progress()
     try:

@@ -104,6 +104,7 @@ def plan(ckpt: Checkpoint, base: BaseModel, options: MapOptions, stage: Any, pro
     the usual form of allenai's scripts, which the card states too)."""
     result = make_plan(ckpt, base, options)
     stage.detail = map_line(result)
+    labels_warning(result, progress)
     window = result.facts.one_sided_window
     if window:
         progress.line(
@@ -112,6 +113,22 @@ def plan(ckpt: Checkpoint, base: BaseModel, options: MapOptions, stage: Any, pro
             f"attention_window {window['recorded']}, pass --base-model with that config"
         )
     return result
+
+
+def labels_warning(plan: Plan, progress: Progress) -> None:
+    """One ``Warning:`` line when ``--labels`` replaced different labels that the hyper-parameters record: both
+    lists (at most 8 names each) and which one the folder holds. A wrong order or wrong names mislabel the model."""
+    facts = plan.facts
+    overridden = facts.labels_overridden
+    if not overridden or not facts.id2label:
+        return
+    given = [facts.id2label[str(i)] for i in range(len(facts.id2label))]
+    shown = lambda names: f"[{listing(names, 8)}]"  # noqa: E731
+    progress.warning(
+        f"{facts.labels_from} {shown(given)} differs from the labels {overridden['recorded_from']} records "
+        f"{shown(overridden['recorded'])}: {facts.labels_from} wins; if its order or names are wrong, the model "
+        "is mislabelled"
+    )
 
 
 def default_base_for(ckpt: Checkpoint, spec: str, prefix: str, progress: Progress) -> str:

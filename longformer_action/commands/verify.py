@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ..checking.check import run_check, saved_dtype
-from ..digests import file_sha256
 from ..errors import CheckFailed, ConversionError, MappingError
 from ..filesystem import check_utf8_name, raise_read_problem
 from ..mapping.plan import MapOptions
 from ..mapping.recorded import ConfigDisagreement, config_file_differences
 from ..progress import Progress
+from ..publishing.recorded_files import changed_files
 from ..publishing.report import write_json
 from ..reading.base_model import BaseModel
 from ..registry import tasks
@@ -137,7 +137,7 @@ def verify(
                 lightning_module=lightning_module,
                 base=base if base_model else None,
             )
-            changed = _changed_files(model_dir, folder_config, task)  # part of the verdict the stage's line gives
+            changed = changed_files(model_dir, _recorded(model_dir), folder_config, task)  # part of the stage's verdict
             if changed:
                 check.failures += [line for _, line in changed]
                 check.passed = False
@@ -225,37 +225,6 @@ def _recorded_selection(folder: Path) -> tuple[str | None, tuple[str, ...], tupl
     """The ``--copy``, ``--drop`` and ``--keep`` the folder was converted with (its report), for ``verify``."""
     chosen = ((_recorded(folder).get("conversion") or {}).get("selection")) or {}
     return chosen.get("copy"), tuple(chosen.get("drop") or ()), tuple(chosen.get("keep") or ())
-
-
-def _changed_files(folder: Path, folder_config: dict[str, Any], task: tasks.Task) -> list[tuple[str, str]]:
-    """(file, line) for each file the folder's report lists that is missing or whose SHA-256 changed since the
-    conversion; a changed ``config.json`` names the fields that differ from what the report records."""
-    recorded = _recorded(folder)
-    lines = []
-    for listed in recorded.get("files") or []:
-        path = folder / str(listed.get("name", ""))
-        if not path.is_file():
-            lines.append((path.name, f"{path.name}, listed in {REPORT_NAME}, is missing"))
-        elif file_sha256(path) != listed.get("sha256"):
-            conversion = recorded.get("conversion") or {}
-            fields = _config_fields(folder_config, conversion, task) if path.name == "config.json" else []
-            line = f"{path.name} changed since the conversion (its SHA-256 differs from {REPORT_NAME})"
-            lines.append((path.name, line + (f": {'; '.join(fields)}" if fields else "")))
-    return lines
-
-
-def _config_fields(config: dict[str, Any], conversion: dict[str, Any], task: tasks.Task) -> list[str]:
-    # the fields the report's conversion section records too: the ones an edit of config.json can be named by
-    recorded = {"architectures": [task.architecture]}
-    if task.labels and conversion.get("id2label") is not None:
-        recorded["id2label"] = conversion["id2label"]
-    if task.problem_type and "problem_type" in conversion:
-        recorded["problem_type"] = conversion["problem_type"]
-    return [
-        f"{name} is {json.dumps(config.get(name))} where {REPORT_NAME} records {json.dumps(want)}"
-        for name, want in recorded.items()
-        if config.get(name) != want
-    ]
 
 
 def _and(names: list[str]) -> str:

@@ -25,7 +25,15 @@ from .extra_keys import explain_extra_keys
 from .keys import KeyMapping, strip_wrappers
 from .layout import check_mapping, plan_mapping
 from .recorded import check_recorded_config, one_sided_window
-from .target import check_tensors, expected_shapes, load_config, resolve_labels, resolve_problem_type, tie_weights
+from .target import (
+    check_tensors,
+    expected_shapes,
+    load_config,
+    overridden_labels,
+    resolve_labels,
+    resolve_problem_type,
+    tie_weights,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class Facts:
         custom_head: what ``custom_head.safetensors`` holds (key, shape, dtype, why), or ``None``.
         one_sided_window: a single recorded ``attention_window`` read as the one-sided half of the
             config's (``recorded.one_sided_window``), or ``None``.
+        labels_overridden: the different labels the hyper-parameters record, which ``--labels`` replaced
+            (``target.overridden_labels``: ``recorded`` and ``recorded_from``), or ``None``.
     """
 
     task: str
@@ -98,6 +108,7 @@ class Facts:
     selection: dict[str, Any]
     custom_head: dict[str, Any] | None
     one_sided_window: dict[str, Any] | None = None
+    labels_overridden: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for the report."""
@@ -192,7 +203,11 @@ def make_plan(ckpt: Checkpoint, base: BaseModel, options: MapOptions) -> Plan:
     check_mapping(mapping, shapes, expected_shapes(task, config, pooler=mapping.has_pooler), task)
     custom_head = _custom_head(ckpt, mapping, picked.kept)
     facts = _facts(task, mapping, config, options, labels_from, problem_type_from, custom_head)
-    facts = replace(facts, one_sided_window=one_sided_window(ckpt.hparams, config))
+    facts = replace(
+        facts,
+        one_sided_window=one_sided_window(ckpt.hparams, config),
+        labels_overridden=overridden_labels(task, options.labels, ckpt.hparams),
+    )
     return Plan(task=task, mapping=mapping, config=config, facts=facts, adapters=adapter_state)
 
 

@@ -177,6 +177,21 @@ def resolve_labels(
     return names, source
 
 
+def overridden_labels(task: Task, given: Sequence[str] | None, hparams: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The labels the hyper-parameters record when ``given`` (``--labels``) replaces different ones, else ``None``.
+
+    Renaming is legitimate, so this is no error; but a wrong order or wrong names give a model that runs and is
+    mislabelled, so the report records it (``{"recorded": [...], "recorded_from": "hyper-parameter '...'"}``) and
+    the log warns.
+    """
+    if not task.labels or not given:
+        return None
+    found = labels_from_hparams(hparams)
+    if found is None or list(found[0]) == list(given):
+        return None
+    return {"recorded": list(found[0]), "recorded_from": found[1]}
+
+
 def resolve_problem_type(task: Task, given: str | None, hparams: Mapping[str, Any]) -> tuple[str | None, str]:
     """``config.problem_type`` and where it came from: ``--problem-type``, else the hyper-parameters.
 

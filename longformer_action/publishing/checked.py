@@ -1,4 +1,4 @@
-"""What may go to the Hub, and what its commit says: a folder whose check passed and whose ``SHA256SUMS`` verifies.
+"""What may go to the Hub, and what its commit says: a checked folder whose files are the ones its report records.
 
 ``verify_folder`` reads the folder only, so a folder that may not be pushed is refused before any request.
 ``commit_message`` writes the provenance the commit (and the pull request) carries.
@@ -17,8 +17,10 @@ from typing import Any
 from ..digests import file_sha256
 from ..errors import PushError
 from ..progress import human_bytes
+from ..registry import tasks
 from ..registry.files import CHECKSUMS_NAME, REPORT_NAME
 from ..text import listing
+from .recorded_files import changed_files, recorded_digests
 
 #: The Hub's limit on a pull request's title, which is the commit's title (``HfApi.create_discussion``: 200).
 TITLE_LIMIT = 200
@@ -73,7 +75,9 @@ def verify_folder(folder: Path) -> CheckedFolder:
     check that passed (a folder converted with ``--no-check`` is refused: ``verify`` checks a folder but does not
     change it, so the fix is to convert again with the check); every ``SHA256SUMS`` line (``sha256sum`` format) names
     a regular file inside the folder whose SHA-256 is the one listed; no file of the folder but ``SHA256SUMS`` is
-    left out; the report is among the listed files.
+    left out; the report is among the listed files; and every other file is one the report records, with the SHA-256
+    it records (``recorded_files.changed_files``, ``verify``'s rule: ``SHA256SUMS`` written again after an edit does
+    not hide it).
 
     Args:
         folder: the ``--output`` folder of a ``convert`` run.
@@ -126,6 +130,7 @@ def verify_folder(folder: Path) -> CheckedFolder:
                 "a folder is pushed only as it was checked: " + _CONVERT_AGAIN,
             )
         files.append(FolderFile(name, digest, path.stat().st_size))
+    _require_recorded(folder, report, listed)
     files.append(FolderFile(CHECKSUMS_NAME, file_sha256(sums_path), sums_path.stat().st_size))
     return CheckedFolder(folder, tuple(sorted(files, key=lambda f: f.path)), report)
 
@@ -147,6 +152,27 @@ def _require_passed_check(folder: Path, report: Mapping[str, Any]) -> None:
             "it was converted with --no-check: its report records no passed check",
             "convert again without --no-check, so that the check's result is in the folder's report "
             "(longformer-convert verify checks a folder against its checkpoint but does not change the folder)",
+        )
+
+
+def _require_recorded(folder: Path, report: Mapping[str, Any], listed: Mapping[str, str]) -> None:
+    # SHA256SUMS can be written again after an edit; the report records each file as the conversion wrote it
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        config = {}
+    task = tasks.by_architecture(str(report.get("architecture") or ""))
+    changed = changed_files(folder, report, config if isinstance(config, dict) else {}, task)
+    unrecorded = sorted(set(listed) - set(recorded_digests(report)) - {REPORT_NAME})
+    if changed or unrecorded:
+        what = [line for _, line in changed]
+        what += [f"{name} is not among the files {REPORT_NAME} records" for name in unrecorded]
+        raise _refuse(
+            folder,
+            f"{listing(what, 3, sep='; ', more='; and {} more')} ({CHECKSUMS_NAME} was written again after the "
+            "conversion)",
+            f"a folder is pushed only as it was checked: {_CONVERT_AGAIN}, or run longformer-convert verify --model "
+            f"{folder} --checkpoint CKPT to see what changed",
         )
 
 

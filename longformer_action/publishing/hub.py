@@ -16,13 +16,16 @@ request, with every open pull request's ``refs/pr/N``. Transient failures are re
 before the commit is retried, the comparison runs again: a commit whose answer was lost may have been made, and a
 second pull request must not open.
 
-The token is the caller's (``HF_TOKEN``); no message, log line or exception this module makes contains it.
+The token is the caller's (``HF_TOKEN``, or the token ``hf auth login`` stored: ``hub_client.push_token``); no message,
+log line or exception this module makes contains it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from ..errors import PushError, issues_url
 from ..progress import Progress, human_bytes
 from ..registry.files import CHECKSUMS_NAME
 from .checked import TITLE_LIMIT, CheckedFolder, CommitMessage, commit_message, verify_folder
-from .hub_answers import NAME_RULE, one_line, status_of, token_scope
+from .hub_answers import NAME_RULE, one_line, public_repository, status_of, token_scope
 from .hub_client import HubClient
 from .hub_remote import GITATTRIBUTES, Found, Remote
 
@@ -83,6 +86,7 @@ def push_folder(
     private: bool = False,
     commit_message: str | None = None,
     token: str | None,
+    token_name: str = "HF_TOKEN",
     endpoint: str | None = None,
     progress: Progress,
     sleep: Callable[[float], None] | None = None,
@@ -95,9 +99,11 @@ def push_folder(
         revision: the branch to commit to, or the pull request's base (default ``main``); with
             ``create_pr=False`` also an open pull request's ``refs/pr/N``.
         create_pr: open a pull request (the default) rather than commit to ``revision``.
-        private: create a missing repository private (an existing one keeps its visibility; the log says so).
+        private: create a missing repository private; an existing public one is refused before any upload.
         commit_message: the commit's title instead of the generated one (the description keeps the provenance).
-        token: a token with write access to OWNER (``HF_TOKEN``); never printed.
+        token: a token with write access to OWNER (``hub_client.push_token``: ``HF_TOKEN``, or the token ``hf auth
+            login`` stored); never printed.
+        token_name: how messages name the token (``push_token``'s second value).
         endpoint: the Hub (default: huggingface_hub's, ``HF_ENDPOINT`` or https://huggingface.co).
         progress: where the log lines go (stderr).
         sleep: waits between retries (default ``time.sleep``; tests pass a recorder).
@@ -107,8 +113,8 @@ def push_folder(
 
     Raises:
         PushError: the folder is not checked or changed (before any request); no token; a repository name the
-            Hub refuses; a token without write access to OWNER (401/403); a missing branch; a failure that
-            persisted through the retries. Each names the fix.
+            Hub refuses; ``private`` for a repository that exists and is public; a token without write access to
+            OWNER (401/403); a missing branch; a failure that persisted through the retries. Each names the fix.
     """
     checked = verify_folder(folder)
     check_push(repo_id, revision=revision, create_pr=create_pr, commit_message=commit_message, token=token)
@@ -118,12 +124,35 @@ def push_folder(
         revision=revision or "main",
         create_pr=create_pr,
         token=token,
+        token_name=token_name,
         endpoint=endpoint,
         progress=progress,
         sleep=sleep or time.sleep,
     )
     title = commit_message.strip() if commit_message else None
-    return _Push(checked, client, private=private, title=title).run()
+    with _no_progress_bars():
+        return _Push(checked, client, private=private, title=title).run()
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    # huggingface_hub's tqdm bars ("model.safetensors: 0%|...", "Upload 0 LFS files") would interleave with the push's
+    # own lines; off for the push, as they were before it. HF_HUB_DISABLE_PROGRESS_BARS=0 keeps them on: the user's
+    # environment has priority over the call (huggingface_hub warns and changes nothing, so the warning is silenced).
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if are_progress_bars_disabled():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enable_progress_bars()
 
 
 def check_push(
@@ -144,9 +173,12 @@ def check_push(
     """
     owner = _owner(repo_id)
     if not token:
+        from huggingface_hub import constants
+
         raise PushError(
-            f"no Hugging Face token: HF_TOKEN is not set, and pushing to {repo_id} needs one",
-            f"set HF_TOKEN to {token_scope(owner)}",
+            f"no Hugging Face token: HF_TOKEN is not set and hf auth login stored none ({constants.HF_TOKEN_PATH}), "
+            f"and pushing to {repo_id} needs one",
+            f"set HF_TOKEN to {token_scope(owner)} (or store one with hf auth login)",
         )
     if create_pr and revision is not None and revision.startswith("refs/"):
         raise PushError(
@@ -227,8 +259,8 @@ class _Push:
             if status_of(exc) != 404:
                 raise client.failure(exc, "reading the repository") from None
         else:
-            if self.private and not info.private:
-                client.warn(f"{client.repo_id} exists and is public: --private applies to a new repository only")
+            if self.private and not info.private:  # pushing would publish what was meant to stay private
+                raise client.error(*public_repository(client.repo_id, client.endpoint))
             return False
         tries: list[int] = []
 

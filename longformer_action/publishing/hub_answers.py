@@ -37,6 +37,7 @@ def refusal(
     create_pr: bool,
     endpoint: str,
     whoami: Callable[[], tuple[str, str] | None],
+    token_name: str = "HF_TOKEN",
 ) -> tuple[str, str] | None:
     """The error line for a request that failed after its retries: ``(message, hint)``, by the HTTP status.
 
@@ -49,6 +50,8 @@ def refusal(
         repo_id, revision, create_pr: the push.
         endpoint: the Hub.
         whoami: the token's user and role (``read``, ``write``, ``fineGrained``), or ``None``; asked on a 403 only.
+        token_name: how the message names the token (``HF_TOKEN``, or the file ``hf auth login`` stored it in); the
+            fix still says to set ``HF_TOKEN``, which comes first.
 
     Returns:
         ``None`` when ``exc`` is neither an answer of the Hub nor a transport failure (a bug: the caller raises it).
@@ -68,23 +71,11 @@ def refusal(
         return None
     if status == 401:
         return (
-            f"the Hub refused HF_TOKEN while {doing} (401: {server or 'invalid or expired token'})",
+            f"the Hub refused {token_name} while {doing} (401: {server or 'invalid or expired token'})",
             f"set HF_TOKEN to a valid token ({settings}): {scope}",
         )
     if status == 403:
-        who = whoami()
-        if who and who[1] == "read":
-            what = f"HF_TOKEN is a read token of {who[0]}: it may not write to {repo_id}"
-        elif who:
-            what = f"HF_TOKEN's user {who[0]} may not write to {owner} ({doing}: {server or '403'})"
-        else:
-            what = f"the Hub refused {doing} (403: {server or 'forbidden'})"
-        hint = f"set HF_TOKEN to {scope}"
-        if doing == "creating the repository":
-            hint = f"{owner} must exist and be your user name or an organisation you may create repositories in; {hint}"
-        elif not create_pr:
-            hint += ", or push as a pull request (--create-pr)"
-        return (what, hint)
+        return forbidden(whoami(), doing, server, repo_id=repo_id, create_pr=create_pr, token_name=token_name)
     if status == 404 and doing == "creating the repository":
         return (
             f"the Hub has no namespace {owner} ({server or '404'})",
@@ -93,11 +84,11 @@ def refusal(
     if status == 404:
         return (
             f"{repo_id} or its revision {revision} was not found while {doing} ({server or '404'})",
-            f"check --repo-id and --revision, and that HF_TOKEN may read the repository: {scope}",
+            f"check --repo-id and --revision, and that {token_name} may read the repository: {scope}",
         )
     if status == 409 and doing == "creating the repository":
         return (
-            f"{repo_id} exists, but HF_TOKEN cannot read it ({server or '409'}): a private repository, or "
+            f"{repo_id} exists, but {token_name} cannot read it ({server or '409'}): a private repository, or "
             "one whose name differs only in letter case",
             f"pass its exact name, and set HF_TOKEN to {scope}",
         )
@@ -112,6 +103,43 @@ def refusal(
         f"the Hub answered {status} while {doing} ({server or 'no message'})",
         "read the Hub's message above; push again once it is fixed",
     )
+
+
+def public_repository(repo_id: str, endpoint: str) -> tuple[str, str]:
+    """The error line of ``--private`` for a repository that exists and is public (a push would publish it)."""
+    return (
+        f"{repo_id} exists and is public: --private only makes a new repository private",
+        f"make it private on the Hub ({endpoint}/{repo_id}/settings) and push again, or drop --private to push to "
+        "the public repository",
+    )
+
+
+def forbidden(
+    who: tuple[str, str] | None, doing: str, reason: str, *, repo_id: str, create_pr: bool, token_name: str
+) -> tuple[str, str]:
+    """The error line of a push the token may not make (a 403, or what ``whoami`` says before converting).
+
+    Args:
+        who: the token's user and role (``read``, ``write``, ``fineGrained``), or ``None`` when unknown.
+        doing: what the push was doing (``creating the repository``, ``committing to main`` ...).
+        reason: the Hub's message (empty when none), or how it was known before any upload.
+        repo_id, create_pr: the push.
+        token_name: how the message names the token.
+    """
+    owner = repo_id.split("/")[0]
+    if who and who[1] == "read":
+        what = f"{token_name} is a read token of {who[0]}: it may not write to {repo_id}"
+    elif who:
+        user = f"{token_name}'s user {who[0]}" if " " not in token_name else f"{who[0]}, the user of {token_name},"
+        what = f"{user} may not write to {owner} ({doing}: {reason or '403'})"
+    else:
+        what = f"the Hub refused {doing} (403: {reason or 'forbidden'})"
+    hint = f"set HF_TOKEN to {token_scope(owner)}"
+    if doing == "creating the repository":
+        hint = f"{owner} must exist and be your user name or an organisation you may create repositories in; {hint}"
+    elif not create_pr and not (who and who[1] == "read"):  # a read token may not open a pull request either
+        hint += ", or push as a pull request (--create-pr)"
+    return (what, hint)
 
 
 def status_of(exc: BaseException | None) -> int | None:

@@ -7,13 +7,22 @@ huggingface_hub retries the preupload, the LFS transfers and the tree listings i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import errors
 from ..errors import PushError
 from ..progress import Progress
-from .hub_answers import MAX_RETRY_AFTER, RETRY_DELAYS, refusal, reset_connections, retry_after, transient
+from .hub_answers import (
+    MAX_RETRY_AFTER,
+    RETRY_DELAYS,
+    one_line,
+    refusal,
+    reset_connections,
+    retry_after,
+    transient,
+)
 
 T = TypeVar("T")
 
@@ -24,6 +33,7 @@ class HubClient:
     Attributes:
         api: huggingface_hub's ``HfApi`` with the token and this package's name and version as its user agent.
         repo_id, owner, revision, create_pr: the push.
+        token_name: how messages name the token (``push_token``): ``HF_TOKEN``, or where it was stored.
     """
 
     def __init__(
@@ -33,12 +43,14 @@ class HubClient:
         revision: str,
         create_pr: bool,
         token: str,
+        token_name: str = "HF_TOKEN",
         endpoint: str | None,
         progress: Progress,
         sleep: Callable[[float], None],
     ) -> None:
         from huggingface_hub import HfApi
 
+        self.token_name = token_name
         self.repo_id, self.owner = repo_id, repo_id.split("/")[0]
         self.revision, self.create_pr = revision, create_pr
         self.token, self.progress, self.sleep = token, progress, sleep
@@ -111,6 +123,7 @@ class HubClient:
             create_pr=self.create_pr,
             endpoint=self.endpoint,
             whoami=self.whoami,
+            token_name=self.token_name,
         )
         if told is None:
             raise exc
@@ -124,6 +137,40 @@ class HubClient:
             return None
         role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
         return (str(me.get("name")), str(role)) if me.get("name") else None
+
+
+def push_token() -> tuple[str | None, str]:
+    """The token a push uses, as huggingface_hub's ``get_token()`` finds it, and where it was found, for messages.
+
+    huggingface_hub's order: a token exchanged by OIDC when ``HF_OIDC_RESOURCE`` is set (its Trusted Publishers), then
+    ``HF_TOKEN`` (or the older ``HUGGING_FACE_HUB_TOKEN``), then the token file ``hf auth login`` writes
+    (``HF_TOKEN_PATH``, by default ``HF_HOME/token``).
+
+    Returns:
+        ``(token, name)``: the token or ``None``, and how messages name it (``HF_TOKEN``, "the token hf auth login
+        stored in PATH" ...). The token itself is never part of ``name``.
+
+    Raises:
+        PushError: huggingface_hub could not get the token (an OIDC exchange that failed).
+    """
+    from huggingface_hub import constants, get_token
+
+    try:
+        token = get_token()
+    except Exception as exc:  # huggingface_hub raises when an OIDC exchange it was asked for fails
+        raise PushError(
+            f"huggingface_hub could not get a Hugging Face token ({type(exc).__name__}: {one_line(exc)})",
+            "check HF_OIDC_RESOURCE, or unset it and set HF_TOKEN to a token with write access",
+        ) from None
+    if os.environ.get("HF_OIDC_RESOURCE"):
+        name = "the token exchanged for HF_OIDC_RESOURCE"
+    elif (os.environ.get("HF_TOKEN") or "").strip():
+        name = "HF_TOKEN"
+    elif (os.environ.get("HUGGING_FACE_HUB_TOKEN") or "").strip():
+        name = "HUGGING_FACE_HUB_TOKEN"
+    else:
+        name = f"the token hf auth login stored in {constants.HF_TOKEN_PATH}"
+    return token, name
 
 
 def _version() -> str | None:
