@@ -109,13 +109,19 @@ class Runner:
 
 @pytest.fixture()
 def runner(tmp_path: Path) -> Runner:
-    return Runner(tmp_path)
+    """A runner whose workspace holds the checkpoint paths the validation tests name (placeholders: the
+    validation checks that a workspace checkpoint exists, not what it holds)."""
+    runner = Runner(tmp_path)
+    for name in ("a.ckpt", "best.ckpt", "checkpoints/best.ckpt", "run/best.ckpt"):
+        (runner.workspace / name).parent.mkdir(parents=True, exist_ok=True)
+        (runner.workspace / name).write_bytes(b"")
+    return runner
 
 
 @pytest.fixture()
 def staged(runner: Runner, checkpoints, base_model) -> Runner:
     """A workspace holding a Trainer checkpoint and the tiny base model, as a checkout would."""
-    (runner.workspace / "checkpoints").mkdir()
+    (runner.workspace / "checkpoints").mkdir(exist_ok=True)
     shutil.copy(checkpoints["wrapped-pytorch_lightning"], runner.workspace / "checkpoints" / "best.ckpt")
     shutil.copytree(base_model, runner.workspace / "base")
     return runner
@@ -434,3 +440,42 @@ def test_bad_input_gives_one_error_naming_it_and_the_fix(runner, given, bad):
 def test_bad_artifact_name_is_accepted_when_nothing_is_uploaded(runner):
     result = run_validation(runner, checkpoint="a.ckpt", **{"artifact-name": "a/b", "upload": "false"})
     assert result.returncode == 0, result.stdout
+
+
+def test_a_checkpoint_missing_from_the_workspace_fails_before_the_image(runner):
+    result = run_validation(runner, checkpoint="checkpoints/bets.ckpt")
+    assert result.returncode == 1
+    (error,) = commands(result.stdout + result.stderr, "error")
+    _, props, message = parse_command(error)
+    assert props == {"title": "Invalid input 'checkpoint'"}
+    assert message.startswith("Input 'checkpoint' is 'checkpoints/bets.ckpt', which is not in the workspace.")
+    assert runner.outputs() == {}, "no plan: the image is neither pulled nor built"
+    # inside an artifact the file arrives later: not checked here
+    artifact = run_validation(runner, checkpoint="bets.ckpt", **{"checkpoint-artifact": "trained"})
+    assert artifact.returncode == 0, artifact.stdout
+
+
+def test_an_output_dir_holding_the_base_models_folder_is_refused(runner):
+    (runner.workspace / "models" / "base").mkdir(parents=True)
+    for output in ("models/base", "models"):
+        result = run_validation(runner, checkpoint="a.ckpt", **{"base-model": "models/base", "output-dir": output})
+        assert result.returncode == 1, output
+        (error,) = commands(result.stdout + result.stderr, "error")
+        _, props, message = parse_command(error)
+        assert props == {"title": "Invalid input 'output-dir'"}
+        assert f"is '{output}', which holds the base model's folder 'models/base'" in message
+    fine = run_validation(runner, checkpoint="a.ckpt", **{"base-model": "models/base", "output-dir": "model"})
+    assert fine.returncode == 0, fine.stdout
+
+
+def test_a_mistyped_base_model_folder_warns_that_it_is_read_as_a_hub_id(runner):
+    (runner.workspace / "tiny" / "base").mkdir(parents=True)
+    result = run_validation(runner, checkpoint="a.ckpt", **{"base-model": "tiny/bse"})
+    assert result.returncode == 0, result.stdout
+    (warning,) = commands(result.stdout + result.stderr, "warning")
+    _, props, message = parse_command(warning)
+    assert props == {"title": "Input 'base-model' is read as a Hub id"}
+    assert message.startswith("Input 'base-model' is 'tiny/bse': no such folder in the workspace, though 'tiny' is")
+    for base in ("tiny/base", "allenai/longformer-base-4096"):  # a folder, or a Hub id whose owner is no folder here
+        quiet = run_validation(runner, checkpoint="a.ckpt", **{"base-model": base})
+        assert quiet.returncode == 0 and commands(quiet.stdout + quiet.stderr, "warning") == [], base

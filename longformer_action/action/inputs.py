@@ -121,16 +121,27 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
         )
     download = str(Path(environ.get("RUNNER_TEMP", "")) / ARTIFACT_DOWNLOAD_DIR)
     plan["download-path"] = download if artifact else ""
-    _, plan["checkpoint"] = _container_path(
+    host_checkpoint, plan["checkpoint"] = _container_path(
         environ, "checkpoint", checkpoint, relative_to=download if artifact else None
     )
+    # a workspace path is known now: a missing one fails here, before the image is pulled or built
+    if not artifact and environ.get("GITHUB_WORKSPACE") and not Path(host_checkpoint).exists():
+        raise InputError(
+            "checkpoint",
+            f"is '{checkpoint}', which is not in the workspace",
+            "give its path relative to the repository's root as actions/checkout placed it, or pass an earlier "
+            "job's artifact with `checkpoint-artifact` (then `checkpoint` is the path inside it)",
+        )
     base = get("base-model")
     if not base:
         raise InputError(
             "base-model", "is empty", "leave it out for allenai/longformer-base-4096, or give a Hub id or a folder"
         )
+    host_base = None
     if base.startswith("/"):
-        base = _container_path(environ, "base-model", base)[1]
+        host_base, base = _container_path(environ, "base-model", base)
+    elif environ.get("GITHUB_WORKSPACE") and (Path(environ["GITHUB_WORKSPACE"]) / base).exists():
+        host_base = str(Path(os.path.normpath(Path(environ["GITHUB_WORKSPACE"]) / base)))
     plan["base-model"] = base
     plan["revision"] = get("revision")
     task = get("task")
@@ -189,6 +200,13 @@ def plan_inputs(environ: Mapping[str, str]) -> dict[str, str]:
             "output-dir",
             f"is '{output}', which holds the checkpoint '{checkpoint}': the converted folder would replace it",
             "give a new folder apart from the checkpoint, e.g. `output-dir: longformer-model`",
+        )
+    if host_base is not None and Path(plan["model-dir"]) in (Path(host_base), *Path(host_base).parents):
+        raise InputError(
+            "output-dir",
+            f"is '{output}', which holds the base model's folder '{get('base-model')}': the converted folder would "
+            "replace it",
+            "give a new folder apart from the base model, e.g. `output-dir: longformer-model`",
         )
     plan["report"] = str(Path(plan["model-dir"]) / REPORT_NAME)
     plan["check"] = str(_boolean(environ, "check")).lower()
@@ -253,6 +271,18 @@ def input_warnings(environ: Mapping[str, str]) -> list[tuple[str, str]]:
         environ: the step's environment (``INPUT_*``), already validated by ``plan_inputs``.
     """
     warnings = []
+    base, workspace = action_input(environ, "base-model"), environ.get("GITHUB_WORKSPACE", "")
+    parent = Path(workspace, base).parent if workspace and base and not base.startswith("/") else None
+    if parent is not None and "/" in base and not Path(workspace, base).exists() and parent.is_dir():
+        # OWNER/NAME is a Hub id, unless OWNER is a folder of the workspace: then NAME is likely mistyped
+        warnings.append(
+            (
+                "Input 'base-model' is read as a Hub id",
+                f"Input 'base-model' is '{base}': no such folder in the workspace, though '{Path(base).parent}' is "
+                "one, so it is read as a Hugging Face Hub id. Fix: check the folder's name (paths are relative to the "
+                "workspace, also with `checkpoint-artifact`), or ignore this if it is the Hub id you meant.",
+            )
+        )
     if action_input(environ, "hub-token") and not action_input(environ, "hub-repo"):
         warnings.append(
             (
