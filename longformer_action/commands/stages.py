@@ -200,6 +200,10 @@ def check_line(check: CheckResult) -> str:
     )
 
 
+#: Where a failed check's report is: the command line writes it with --report, the action shows it in the summary.
+_REPORT_WHERE = "--report; in GitHub Actions, the step summary"
+
+
 def check_failed(check: CheckResult, consequence: str, report: dict[str, Any], hint: str | None = None) -> CheckFailed:
     """The error of a failed check: what differs, what follows (``consequence``), and the fix."""
     shown = listing(check.failures, 4, sep="; ", more="; and {} more")
@@ -218,7 +222,8 @@ def check_failed(check: CheckResult, consequence: str, report: dict[str, Any], h
             f"the converted folder's files differ from what the base model and the checkpoint give: {shown}; "
             f"{consequence}",
             hint
-            or "convert the checkpoint again, with the --base-model it was trained from; see the report (--report)",
+            or "convert the checkpoint again, with the --base-model it was trained from; see the report "
+            f"({_REPORT_WHERE})",
         )
         error.report = report
         return error
@@ -226,7 +231,7 @@ def check_failed(check: CheckResult, consequence: str, report: dict[str, Any], h
         f"the converted model does not compute what the checkpoint computed: {shown}; {consequence}",
         hint
         or f"{rounding}check that --global-attention is what the module passed, and that --base-model is the config "
-        "the model was trained with (layers, attention_window); see the report (--report)",
+        f"the model was trained with (layers, attention_window); see the report ({_REPORT_WHERE})",
     )
     error.report = report
     return error
