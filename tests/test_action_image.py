@@ -228,6 +228,7 @@ def test_validation_step_plans_the_published_image_from_the_action_path(tmp_path
     (tree / PUBLISHED_IMAGE_FILE).write_text(PUBLISHED + "\n")
     workspace, output = tmp_path / "ws", tmp_path / "output"
     workspace.mkdir()
+    (workspace / "ckpt.ckpt").write_bytes(b"")  # the checkpoint input must name a file of the workspace
     output.write_text("")
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
@@ -251,6 +252,7 @@ def test_validation_step_plans_the_published_image_from_the_action_path(tmp_path
 def test_an_image_input_that_is_not_a_reference_is_refused(tmp_path, bad):
     from longformer_action.action.inputs import InputError, plan_inputs
 
+    (tmp_path / "a.ckpt").write_bytes(b"")
     env = {"INPUT_CHECKPOINT": "a.ckpt", "GITHUB_WORKSPACE": str(tmp_path), "RUNNER_TEMP": str(tmp_path / "t")}
     env |= {f"INPUT_{n.upper()}": str(s.get("default", "")) for n, s in ACTION["inputs"].items() if n != "checkpoint"}
     env["INPUT_IMAGE"] = bad
