@@ -23,7 +23,6 @@ log line or exception this module makes contains it.
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -121,13 +120,13 @@ def push_folder(
     assert token is not None
     client = HubClient(
         repo_id,
-        revision=revision or "main",
+        revision=revision,
         create_pr=create_pr,
         token=token,
         token_name=token_name,
         endpoint=endpoint,
         progress=progress,
-        sleep=sleep or time.sleep,
+        sleep=sleep,
     )
     title = commit_message.strip() if commit_message else None
     with _no_progress_bars():

@@ -6,7 +6,6 @@ seconds rather than after the conversion; the error is the line the push itself 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from ..progress import Progress
@@ -48,13 +47,13 @@ def check_access(
     """
     client = HubClient(
         repo_id,
-        revision=revision or "main",
+        revision=revision,
         create_pr=create_pr,
         token=token,
         token_name=token_name,
         endpoint=endpoint,
         progress=progress,
-        sleep=sleep or time.sleep,
+        sleep=sleep,
     )
     owner = client.owner
     try:

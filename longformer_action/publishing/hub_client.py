@@ -8,6 +8,7 @@ huggingface_hub retries the preupload, the LFS transfers and the tree listings i
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,20 +41,21 @@ class HubClient:
         self,
         repo_id: str,
         *,
-        revision: str,
+        revision: str | None,
         create_pr: bool,
         token: str,
         token_name: str = "HF_TOKEN",
         endpoint: str | None,
         progress: Progress,
-        sleep: Callable[[float], None],
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
+        """``revision`` ``None`` is ``main``; ``sleep`` ``None`` is ``time.sleep`` (waits between retries)."""
         from huggingface_hub import HfApi
 
         self.token_name = token_name
         self.repo_id, self.owner = repo_id, repo_id.split("/")[0]
-        self.revision, self.create_pr = revision, create_pr
-        self.token, self.progress, self.sleep = token, progress, sleep
+        self.revision, self.create_pr = revision or "main", create_pr
+        self.token, self.progress, self.sleep = token, progress, sleep or time.sleep
         self.api = HfApi(endpoint=endpoint, token=token, library_name=errors.PACKAGE, library_version=_version())
 
     @property
